@@ -1,0 +1,209 @@
+//! Per-query LLM context: what an operator callback running inside DuckDB needs to
+//! reach the async LLM client (a runtime handle, never a nested runtime), the
+//! query's cancellation token, a memo so each distinct prompt is asked once per
+//! query, and per-operator statistics.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::{Error, Result},
+    llm::{ChatRequest, Message, SharedLlm, Usage},
+};
+
+/// Limits the operators work within.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub max_tokens: u32,
+    pub rank_window: usize,
+    /// Characters of items one `llm_reduce` call may take before it reduces in parts.
+    pub reduce_chunk_chars: usize,
+}
+
+/// Counters of one operator within one query.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct OperatorStats {
+    pub operator: String,
+    /// Rows (or groups) the operator was evaluated on.
+    pub rows: u64,
+    /// Distinct prompts among them.
+    pub distinct_prompts: u64,
+    /// Prompts answered from this query's memo instead of the LLM.
+    pub memo_hits: u64,
+    pub llm_calls: u64,
+    pub failed_calls: u64,
+    /// Answers that did not have the required form (they became NULL).
+    pub invalid_answers: u64,
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub llm_ms: u64,
+}
+
+type Answer = std::result::Result<String, String>;
+
+pub struct QueryContext {
+    pub id: String,
+    llm: Option<SharedLlm>,
+    handle: tokio::runtime::Handle,
+    pub settings: OperatorSettings,
+    pub cancel: CancellationToken,
+    memo: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
+    stats: Mutex<BTreeMap<String, OperatorStats>>,
+    /// The first LLM failure, reported instead of DuckDB's wrapped message.
+    failure: Mutex<Option<Error>>,
+}
+
+impl QueryContext {
+    pub fn new(id: String, llm: Option<SharedLlm>, handle: tokio::runtime::Handle, settings: OperatorSettings) -> Self {
+        QueryContext {
+            id,
+            llm,
+            handle,
+            settings,
+            cancel: CancellationToken::new(),
+            memo: Mutex::new(HashMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Runs `work` to completion from a DuckDB thread, or stops when the query is
+    /// cancelled. Must not be called from an async context.
+    pub fn block_on<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let cancel = self.cancel.clone();
+        self.handle.block_on(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => Err(Error::Cancelled),
+                result = work => result,
+            }
+        })
+    }
+
+    pub fn record(&self, operator: &str, update: impl FnOnce(&mut OperatorStats)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            let entry = stats
+                .entry(operator.to_string())
+                .or_insert_with(|| OperatorStats { operator: operator.to_string(), ..Default::default() });
+            update(entry);
+        }
+    }
+
+    pub fn stats(&self) -> Vec<OperatorStats> {
+        self.stats.lock().map(|s| s.values().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn take_failure(&self) -> Option<Error> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+
+    fn remember_failure(&self, error: &Error) {
+        if let Ok(mut failure) = self.failure.lock() {
+            if failure.is_none() {
+                *failure = Some(match error {
+                    Error::Llm(m) => Error::Llm(m.clone()),
+                    Error::Cancelled => Error::Cancelled,
+                    other => Error::Llm(other.to_string()),
+                });
+            }
+        }
+    }
+
+    /// Asks the model one operator prompt; identical prompts within the query share
+    /// one call, even when they arrive concurrently.
+    pub async fn ask(&self, operator: &str, system: &str, prompt: String) -> Result<String> {
+        let Some(llm) = self.llm.clone() else {
+            return Err(Error::LlmNotConfigured("LLM operators need an LLM; set TAG_LLM_BASE_URL".into()));
+        };
+        let key = format!("{system}\u{0}{prompt}");
+        let (cell, fresh) = {
+            let mut memo = self.memo.lock().map_err(|_| Error::Internal("memo lock poisoned".into()))?;
+            match memo.get(&key) {
+                Some(cell) => (cell.clone(), false),
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    memo.insert(key, cell.clone());
+                    (cell, true)
+                }
+            }
+        };
+        self.record(operator, |s| if fresh { s.distinct_prompts += 1 } else { s.memo_hits += 1 });
+        let request = ChatRequest {
+            messages: vec![Message::system(system), Message::user(prompt)],
+            max_tokens: self.settings.max_tokens,
+        };
+        let answer = cell
+            .get_or_init(|| async {
+                let started = Instant::now();
+                let result = llm.complete(&request).await;
+                let elapsed = started.elapsed();
+                match result {
+                    Ok(completion) => {
+                        self.record(operator, |s| {
+                            s.llm_calls += 1;
+                            s.usage.add(completion.usage);
+                            s.llm_ms += millis(elapsed);
+                        });
+                        Ok(completion.text)
+                    }
+                    Err(e) => {
+                        self.record(operator, |s| {
+                            s.failed_calls += 1;
+                            s.llm_ms += millis(elapsed);
+                        });
+                        self.remember_failure(&e);
+                        Err(e.to_string())
+                    }
+                }
+            })
+            .await;
+        answer.clone().map_err(Error::Llm)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Maps query ids to contexts, so a callback finds its query's context from the id
+/// the SQL front end passed as the operator's first argument.
+#[derive(Default)]
+pub struct QueryRegistry {
+    queries: Mutex<HashMap<String, Arc<QueryContext>>>,
+}
+
+impl QueryRegistry {
+    pub fn get(&self, id: &str) -> Option<Arc<QueryContext>> {
+        self.queries.lock().ok()?.get(id).cloned()
+    }
+
+    /// Registers `context` until the returned guard is dropped.
+    pub fn enter(self: &Arc<Self>, context: Arc<QueryContext>) -> RegisteredQuery {
+        if let Ok(mut queries) = self.queries.lock() {
+            queries.insert(context.id.clone(), context.clone());
+        }
+        RegisteredQuery { registry: self.clone(), context }
+    }
+}
+
+/// Keeps a query registered; on drop it cancels any LLM work still running and
+/// removes the query.
+pub struct RegisteredQuery {
+    registry: Arc<QueryRegistry>,
+    pub context: Arc<QueryContext>,
+}
+
+impl Drop for RegisteredQuery {
+    fn drop(&mut self) {
+        self.context.cancel.cancel();
+        if let Ok(mut queries) = self.registry.queries.lock() {
+            queries.remove(&self.context.id);
+        }
+    }
+}

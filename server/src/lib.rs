@@ -1,0 +1,25 @@
+//! tag-server: table-augmented generation over DuckDB. A question goes through
+//! three stages: [`synthesis`] (an LLM writes SQL that may call LLM operators),
+//! [`execution`] (DuckDB runs it; the operators call the LLM from their callbacks)
+//! and [`generation`] (the LLM answers from the result). [`sql`] checks and rewrites
+//! the SQL in between, [`catalog`] loads the datasets, [`llm`] talks to models,
+//! [`state`] keeps conversations, [`ask`] runs the stages for one question, and
+//! [`api`] serves it all over HTTP.
+
+pub mod api;
+pub mod ask;
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod execution;
+pub mod generation;
+pub mod llm;
+pub mod metrics;
+pub mod sql;
+pub mod state;
+pub mod synthesis;
+
+pub use config::Config;
+pub use engine::{DatasetSources, Engine};
+pub use error::{Error, Result};

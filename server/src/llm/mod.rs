@@ -1,0 +1,92 @@
+//! The LLM layer: one [`LlmBackend`] trait for every model the server can use, the
+//! request/usage types shared by the stages, and the OpenAI-compatible HTTP client.
+//! Every stage (synthesis, operators, answers) calls the model through this trait.
+
+mod openai;
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+pub use openai::OpenAiClient;
+
+use crate::error::Result;
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Message {
+    pub fn system(content: impl Into<String>) -> Self {
+        Message { role: Role::System, content: content.into() }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Message { role: Role::User, content: content.into() }
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Message { role: Role::Assistant, content: content.into() }
+    }
+}
+
+/// A chat-completion request. Temperature is always 0: every call is deterministic
+/// for a given model and prompt, so results can be reused.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub max_tokens: u32,
+}
+
+/// Token accounting as reported by the model server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens the server served from its prefix cache.
+    pub cached_prompt_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cached_prompt_tokens += other.cached_prompt_tokens;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub text: String,
+    pub usage: Usage,
+}
+
+/// A piece of a streamed completion: text deltas, then (when the server reports it)
+/// the usage of the whole call.
+#[derive(Debug, Clone)]
+pub enum StreamPiece {
+    Text(String),
+    Usage(Usage),
+}
+
+#[async_trait::async_trait]
+pub trait LlmBackend: Send + Sync {
+    /// Short backend name for health output and cache keys, e.g. `openai`.
+    fn backend(&self) -> &str;
+    /// Model identifier in use.
+    fn model(&self) -> &str;
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion>;
+    async fn stream(&self, request: &ChatRequest) -> Result<BoxStream<'static, Result<StreamPiece>>>;
+}
+
+pub type SharedLlm = Arc<dyn LlmBackend>;

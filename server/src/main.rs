@@ -1,0 +1,203 @@
+//! The `tag-server` binary: `serve` runs the HTTP server, `ask` answers one
+//! question and `sql` runs one query, both in-process without a server.
+
+use std::{io::Write, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tag_server::{
+    api,
+    ask::{self, AskRequest, Event},
+    execution::{values::cell_text, QueryOptions},
+    Config, DatasetSources, Engine,
+};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "tag-server", version, about = "Answers questions over tables with SQL, DuckDB and LLM operators")]
+struct Cli {
+    /// TOML configuration file (also TAG_CONFIG). Environment variables TAG_* override it.
+    #[arg(long, global = true, env = "TAG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Extra dataset: a folder of CSV/Parquet files or a DuckDB file. Repeatable.
+    #[arg(long = "dataset-path", global = true)]
+    dataset_paths: Vec<PathBuf>,
+    /// Do not load the datasets bundled with the project.
+    #[arg(long, global = true)]
+    no_bundled: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on (overrides TAG_LISTEN).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Answer one question and print the answer, the SQL and the rows.
+    Ask {
+        question: String,
+        #[arg(long)]
+        dataset: String,
+        /// Continue this conversation.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Print the whole response as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one (extended) SQL query and print the result.
+    Sql {
+        sql: String,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("TAG_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if cli.no_bundled {
+        config.bundled_datasets = None;
+    }
+    if let Command::Serve { listen: Some(listen) } = &cli.command {
+        config.listen = *listen;
+    }
+    let sources = DatasetSources { paths: cli.dataset_paths.clone() };
+    let engine = Arc::new(tokio::task::block_in_place(|| Engine::new(config, &sources))?);
+    match cli.command {
+        Command::Serve { .. } => serve(engine).await,
+        Command::Ask { question, dataset, conversation, json } => {
+            ask_once(engine, AskRequest { question, dataset, conversation_id: conversation }, json).await
+        }
+        Command::Sql { sql, dataset, format } => sql_once(engine, &sql, &dataset, format).await,
+    }
+}
+
+async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
+    let listen = engine.config.listen;
+    match &engine.llm {
+        Some(llm) => tracing::info!(backend = llm.backend(), model = llm.model(), "LLM configured"),
+        None => tracing::warn!(
+            "no LLM configured: /v1/ask and LLM operators will answer 503 until you set TAG_LLM_BASE_URL \
+(an OpenAI-compatible endpoint ending in /v1), TAG_LLM_MODEL and, if needed, TAG_LLM_API_KEY"
+        ),
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, datasets = engine.catalog.len(), "tag-server listening");
+    // A line on stdout that scripts and tests can wait for.
+    println!("listening on http://{address}");
+    axum::serve(listener, api::app(engine)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn ask_once(engine: Arc<Engine>, request: AskRequest, json: bool) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut stdout = std::io::stdout();
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Sql { sql, .. } if !json => eprintln!("SQL:\n{sql}\n"),
+                Event::Token { text } if !json => {
+                    let _ = write!(stdout, "{text}");
+                    let _ = stdout.flush();
+                }
+                _ => {}
+            }
+        }
+    });
+    let response = ask::ask(&engine, request, Some(tx)).await;
+    let _ = printer.await;
+    let response = response?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        println!();
+        eprintln!(
+            "\n{} rows{}; conversation {}",
+            response.row_count,
+            if response.truncated { " (truncated)" } else { "" },
+            response.conversation_id
+        );
+    }
+    Ok(())
+}
+
+async fn sql_once(engine: Arc<Engine>, sql: &str, dataset: &str, format: Format) -> anyhow::Result<()> {
+    let dataset = engine.catalog.get(dataset)?;
+    let options = QueryOptions { max_rows: engine.config.query.max_rows, llm: engine.llm.clone(), progress: None };
+    let (_, table, stats) = engine.executor.run_table(&dataset, sql, options).await?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "columns": table.columns, "rows": table.rows, "row_count": table.row_count,
+                "truncated": table.truncated, "stats": stats,
+            }))?
+        ),
+        Format::Csv => {
+            let mut writer = csv::Writer::from_writer(std::io::stdout());
+            writer.write_record(table.columns.iter().map(|c| c.name.as_str()))?;
+            for row in &table.rows {
+                writer.write_record(row.iter().map(cell_text))?;
+            }
+            writer.flush()?;
+        }
+        Format::Table => {
+            println!("{}", table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
+            for row in &table.rows {
+                println!("{}", row.iter().map(cell_text).collect::<Vec<_>>().join(" | "));
+            }
+            eprintln!("{} rows{}", table.row_count, if table.truncated { " (truncated)" } else { "" });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Server state that must survive a restart: conversations and their turns, and
+//! feedback on answers. A SQLite file under the data directory; every call runs on
+//! a blocking thread so async code never waits on disk.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Conversation {
+    pub id: String,
+    pub dataset: String,
+    pub title: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One question and what the server answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Turn {
+    pub id: i64,
+    pub question: String,
+    pub sql: Option<String>,
+    pub answer: String,
+    pub row_count: Option<u64>,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct StateStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    question TEXT NOT NULL,
+    sql TEXT,
+    answer TEXT NOT NULL,
+    row_count INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
+";
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl StateStore {
+    /// Opens (creating when missing) `state.sqlite3` in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            Error::Config(format!("cannot create data directory {} (TAG_DATA_DIR): {e}", data_dir.display()))
+        })?;
+        let conn = Connection::open(data_dir.join("state.sqlite3"))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(StateStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn with<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().map_err(|_| Error::Internal("state lock poisoned".into()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("state task failed: {e}")))?
+    }
+
+    pub async fn create_conversation(&self, dataset: &str, title: &str) -> Result<Conversation> {
+        let conversation = Conversation {
+            id: uuid::Uuid::new_v4().to_string(),
+            dataset: dataset.to_string(),
+            title: title.to_string(),
+            created_at: now(),
+            updated_at: now(),
+        };
+        let row = conversation.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO conversations (id, dataset, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![row.id, row.dataset, row.title, row.created_at, row.updated_at],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(conversation)
+    }
+
+    pub async fn conversation(&self, id: &str) -> Result<Conversation> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT id, dataset, title, created_at, updated_at FROM conversations WHERE id = ?1",
+                params![id],
+                conversation_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::not_found("conversation", id))
+        })
+        .await
+    }
+
+    pub async fn conversations(&self) -> Result<Vec<Conversation>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, dataset, title, created_at, updated_at FROM conversations ORDER BY updated_at DESC, created_at DESC",
+            )?;
+            let rows = stmt.query_map([], conversation_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn turns(&self, conversation_id: &str) -> Result<Vec<Turn>> {
+        let id = conversation_id.to_string();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, question, sql, answer, row_count, created_at FROM turns WHERE conversation_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map(params![id], |row| {
+                    Ok(Turn {
+                        id: row.get(0)?,
+                        question: row.get(1)?,
+                        sql: row.get(2)?,
+                        answer: row.get(3)?,
+                        row_count: row.get::<_, Option<i64>>(4)?.map(|n| n as u64),
+                        created_at: row.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn add_turn(
+        &self,
+        conversation_id: &str,
+        question: &str,
+        sql: Option<&str>,
+        answer: &str,
+        row_count: Option<u64>,
+    ) -> Result<i64> {
+        let (id, question, sql, answer) =
+            (conversation_id.to_string(), question.to_string(), sql.map(str::to_string), answer.to_string());
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO turns (conversation_id, question, sql, answer, row_count, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, question, sql, answer, row_count.map(|n| n as i64), now()],
+            )?;
+            let turn_id = tx.last_insert_rowid();
+            tx.execute("UPDATE conversations SET updated_at = ?2 WHERE id = ?1", params![id, now()])?;
+            tx.commit()?;
+            Ok(turn_id)
+        })
+        .await
+    }
+
+    pub async fn rename_conversation(&self, id: &str, title: &str) -> Result<()> {
+        let (id, title) = (id.to_string(), title.to_string());
+        self.with(move |conn| {
+            let changed = conn.execute("UPDATE conversations SET title = ?2 WHERE id = ?1", params![id, title])?;
+            if changed == 0 {
+                return Err(Error::not_found("conversation", id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_conversation(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            let changed = conn.execute("DELETE FROM conversations WHERE id = ?1", params![id])?;
+            if changed == 0 {
+                return Err(Error::not_found("conversation", id));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn conversation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: row.get(0)?,
+        dataset: row.get(1)?,
+        title: row.get(2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conversations_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = StateStore::open(dir.path()).unwrap();
+            let conversation = store.create_conversation("movies", "first").await.unwrap();
+            store.add_turn(&conversation.id, "q1", Some("SELECT 1"), "a1", Some(1)).await.unwrap();
+            conversation.id
+        };
+        let store = StateStore::open(dir.path()).unwrap();
+        let turns = store.turns(&id).await.unwrap();
+        assert_eq!(turns.len(), 1);
+        assert_eq!(turns[0].question, "q1");
+        store.rename_conversation(&id, "renamed").await.unwrap();
+        assert_eq!(store.conversation(&id).await.unwrap().title, "renamed");
+        store.delete_conversation(&id).await.unwrap();
+        assert!(matches!(store.conversation(&id).await, Err(Error::NotFound { .. })));
+        assert!(store.turns(&id).await.unwrap().is_empty());
+    }
+}
