@@ -1,0 +1,106 @@
+//! Starts the real `tag-server` binary for end-to-end tests: on a free loopback
+//! port, with its own data directory, environment and arguments; stops it on drop.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+/// The `tag-server` binary built beside the test executables, or `TAG_SERVER_BIN`.
+pub fn server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TAG_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/tag-server
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile folder");
+    let binary = profile_dir.join("tag-server");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build -p tag-server` (the test command in README.md does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The project's bundled datasets folder.
+pub fn datasets_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets")
+}
+
+pub struct ServerProcess {
+    pub base_url: String,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts `tag-server serve` with `data_dir`, the given environment and extra
+    /// arguments, and waits until it listens.
+    pub fn start(data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> ServerProcess {
+        let mut command = Command::new(server_binary());
+        command
+            .args(args)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TAG_DATA_DIR", data_dir)
+            .env("TAG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start tag-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("tag-server did not start listening (exit status {status:?})");
+            }
+        };
+        ServerProcess { base_url, child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Stops the server the way an operator would (SIGTERM), then waits for it.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

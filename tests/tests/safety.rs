@@ -1,0 +1,156 @@
+//! Hostile and malformed input against the real server: each gets a clear 4xx JSON
+//! error, and nothing changes on disk (datasets, the server's data directory, or
+//! files the SQL tried to write).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde_json::{json, Value};
+use tag_tests::{
+    harness::{datasets_dir, ServerProcess},
+    scripted_llm::ScriptedLlm,
+};
+
+/// Every file under `dir` with its contents.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+enum Body {
+    Json(Value),
+    Raw(&'static str, Vec<u8>),
+}
+
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    body: Body,
+    status: u16,
+    code: &'static str,
+}
+
+fn sql_case(name: &'static str, sql: &str, code: &'static str) -> Case {
+    Case { name, path: "/v1/sql", body: Body::Json(json!({"sql": sql, "dataset": "movies"})), status: 400, code }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_malformed_requests_get_clear_errors_and_change_nothing() {
+    let llm = ScriptedLlm::start().await;
+    llm.default_reply("```sql\nDROP TABLE movies\n```");
+    let data = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("stolen.csv");
+    let target = target.to_string_lossy().to_string();
+    let env = vec![
+        ("TAG_LLM_BASE_URL", llm.base_url()),
+        ("TAG_QUERY_MAX_REPAIRS", "1".to_string()),
+        ("TAG_MAX_BODY_BYTES", "65536".to_string()),
+    ];
+    let server = ServerProcess::start(data.path(), &env, &[]);
+    let client = reqwest::Client::new();
+    // Warm up: one good query, so the state database exists before the snapshot.
+    let warm = client.post(server.url("/v1/sql")).json(&json!({"sql": "SELECT 1", "dataset": "movies"})).send().await.unwrap();
+    assert_eq!(warm.status(), 200);
+    let datasets_before = snapshot(&datasets_dir());
+    let data_before = snapshot(data.path());
+
+    let mut cases = vec![
+        sql_case("drop", "DROP TABLE movies", "rejected_sql"),
+        sql_case("delete", "DELETE FROM movies", "rejected_sql"),
+        sql_case("insert", "INSERT INTO movies (movie_id) VALUES (999)", "rejected_sql"),
+        sql_case("update", "UPDATE movies SET year = 1", "rejected_sql"),
+        sql_case("create table", "CREATE TABLE x AS SELECT 1", "rejected_sql"),
+        sql_case("create view", "CREATE VIEW v AS SELECT * FROM movies", "rejected_sql"),
+        sql_case("alter", "ALTER TABLE movies ADD COLUMN x INTEGER", "rejected_sql"),
+        sql_case("two statements", "SELECT 1; DROP TABLE movies", "rejected_sql"),
+        sql_case("comment hiding a statement", "SELECT 1 /* hidden */; DELETE FROM movies", "rejected_sql"),
+        sql_case("delete in cte", "WITH d AS (DELETE FROM movies RETURNING *) SELECT * FROM d", "rejected_sql"),
+        sql_case("copy to file", &format!("COPY movies TO '{target}'"), "rejected_sql"),
+        sql_case("copy subquery", &format!("COPY (SELECT * FROM movies) TO '{target}' (FORMAT csv)"), "rejected_sql"),
+        sql_case("export database", &format!("EXPORT DATABASE '{}'", outside.path().display()), "rejected_sql"),
+        sql_case("attach", &format!("ATTACH '{}/x.db' AS x", outside.path().display()), "rejected_sql"),
+        sql_case("detach", "DETACH memory", "rejected_sql"),
+        sql_case("install", "INSTALL httpfs", "rejected_sql"),
+        sql_case("load", "LOAD httpfs", "rejected_sql"),
+        sql_case("pragma", "PRAGMA database_list", "rejected_sql"),
+        sql_case("set", "SET enable_external_access = true", "rejected_sql"),
+        sql_case("call", "CALL pragma_version()", "rejected_sql"),
+        sql_case("checkpoint", "CHECKPOINT", "rejected_sql"),
+        sql_case("vacuum", "VACUUM", "rejected_sql"),
+        sql_case("read_csv", "SELECT * FROM read_csv('/etc/passwd')", "rejected_sql"),
+        sql_case("read_parquet", "SELECT * FROM read_parquet('/tmp/x.parquet')", "rejected_sql"),
+        sql_case("file in from", "SELECT * FROM '/etc/passwd'", "rejected_sql"),
+        sql_case("quoted file in from", "SELECT * FROM \"/etc/hosts\"", "rejected_sql"),
+        sql_case("url in from", "SELECT * FROM 'https://example.com/data.csv'", "rejected_sql"),
+        sql_case("read_text", "SELECT read_text('/etc/passwd')", "rejected_sql"),
+        sql_case("read_blob in subquery", "SELECT (SELECT content FROM read_blob('/etc/passwd'))", "rejected_sql"),
+        sql_case("glob", "SELECT * FROM glob('/*')", "rejected_sql"),
+        sql_case("query()", "SELECT * FROM query('DROP TABLE movies')", "rejected_sql"),
+        sql_case("sqlite_scan", "SELECT * FROM sqlite_scan('/tmp/x.db', 't')", "rejected_sql"),
+        sql_case("select into", "SELECT * INTO copy_of_movies FROM movies", "rejected_sql"),
+        sql_case("garbage", "SELEC * FRM movies", "rejected_sql"),
+        sql_case("empty sql", "   ", "rejected_sql"),
+        sql_case("unknown table", "SELECT * FROM secrets", "sql_error"),
+        Case { name: "unknown dataset (sql)", path: "/v1/sql", body: Body::Json(json!({"sql": "SELECT 1", "dataset": "nope"})), status: 404, code: "not_found" },
+        Case { name: "missing field", path: "/v1/sql", body: Body::Json(json!({"dataset": "movies"})), status: 400, code: "invalid_request" },
+        Case { name: "unknown field", path: "/v1/sql", body: Body::Json(json!({"sql": "SELECT 1", "dataset": "movies", "mode": "write"})), status: 400, code: "invalid_request" },
+        Case { name: "invalid json", path: "/v1/sql", body: Body::Raw("application/json", b"{\"sql\": ".to_vec()), status: 400, code: "invalid_request" },
+        Case { name: "not json", path: "/v1/ask", body: Body::Raw("text/plain", b"question=hi".to_vec()), status: 415, code: "unsupported_media_type" },
+        Case { name: "huge body", path: "/v1/sql", body: Body::Raw("application/json", vec![b' '; 2 * 1024 * 1024]), status: 413, code: "payload_too_large" },
+        Case { name: "empty question", path: "/v1/ask", body: Body::Json(json!({"question": "  ", "dataset": "movies"})), status: 400, code: "invalid_request" },
+        Case { name: "question too long", path: "/v1/ask", body: Body::Json(json!({"question": "why ".repeat(2000), "dataset": "movies"})), status: 400, code: "invalid_request" },
+        Case { name: "unknown dataset (ask)", path: "/v1/ask", body: Body::Json(json!({"question": "hi", "dataset": "nope"})), status: 404, code: "not_found" },
+        Case { name: "unknown conversation", path: "/v1/ask", body: Body::Json(json!({"question": "hi", "dataset": "movies", "conversation_id": "nope"})), status: 404, code: "not_found" },
+        Case { name: "wrong type", path: "/v1/ask", body: Body::Json(json!({"question": 42, "dataset": "movies"})), status: 400, code: "invalid_request" },
+        Case { name: "llm writes DDL", path: "/v1/ask", body: Body::Json(json!({"question": "drop everything", "dataset": "movies"})), status: 400, code: "sql_error" },
+    ];
+    cases.push(Case {
+        name: "no such endpoint",
+        path: "/v1/drop",
+        body: Body::Json(json!({})),
+        status: 404,
+        code: "not_found",
+    });
+    assert!(cases.len() >= 30);
+
+    for case in &cases {
+        let request = client.post(server.url(case.path));
+        let request = match &case.body {
+            Body::Json(value) => request.json(value),
+            Body::Raw(content_type, bytes) => request.header("content-type", *content_type).body(bytes.clone()),
+        };
+        let response = request.send().await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_else(|e| panic!("{}: body is not JSON: {e}", case.name));
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        assert_eq!(body["error"]["code"], case.code, "{}: {body}", case.name);
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.len() > 10, "{}: the message explains: {body}", case.name);
+    }
+
+    // The LLM's DDL never ran: the table is whole.
+    let response = client.post(server.url("/v1/sql")).json(&json!({"sql": "SELECT count(*) FROM movies", "dataset": "movies"})).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["rows"], json!([[228]]));
+    assert!(!Path::new(&target).exists(), "nothing was written outside");
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none(), "nothing was written outside");
+    assert!(snapshot(&datasets_dir()) == datasets_before, "datasets changed");
+    let data_after = snapshot(data.path());
+    assert_eq!(data_before.keys().collect::<Vec<_>>(), data_after.keys().collect::<Vec<_>>(), "no files appeared in the data dir");
+    let conversations: Value = client.get(server.url("/v1/conversations")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(conversations, json!([]), "failed questions leave no conversations behind");
+}
