@@ -221,7 +221,7 @@ mod tests {
             jail.set_env("TAG_LLM_BASE_URL", "http://localhost:1/v1");
             jail.set_env("TAG_LISTEN", "nowhere");
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains("listen"), "{err}");
+            assert!(err.to_lowercase().contains("listen"), "{err}");
             jail.set_env("TAG_LISTEN", "127.0.0.1:1");
             jail.set_env("TAG_QUERY_TIMEOUT_SECS", "0");
             let err = Config::load(None).unwrap_err().to_string();

@@ -129,7 +129,7 @@ async fn ask_streams_typed_events_over_sse_with_operators() {
     assert_eq!(stats["operators"][0]["operator"], "llm_filter");
     let filter_calls = stats["operators"][0]["llm_calls"].as_u64().unwrap();
     assert!(filter_calls > 0);
-    assert_eq!(llm.requests_matching("addresses").len() as u64, filter_calls);
+    assert_eq!(llm.requests_matching(r"^Decide whether .*\n.*addresses").len() as u64, filter_calls);
 
     // The rows are exactly the tickets whose reply is generic, computed in plain SQL.
     let (status, expected) = post(

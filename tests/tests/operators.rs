@@ -338,3 +338,21 @@ async fn operators_without_an_llm_explain_what_to_configure() {
     assert!(matches!(&error, Error::LlmNotConfigured(m) if m.contains("TAG_LLM_BASE_URL")), "{error}");
     assert_eq!(s.count("movies", "SELECT count(*) FROM movies").await, 228);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_request_that_times_out_is_retried_then_reported() {
+    let s = setup_with(|c| {
+        c.llm.request_timeout_secs = 1;
+        c.llm.max_retries = 1;
+    })
+    .await;
+    s.llm.on(r"Translate", "ok");
+    s.llm.fail(None, Fault::Delay(Duration::from_secs(5)), 2);
+    let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await.unwrap_err();
+    assert!(matches!(&error, Error::Llm(m) if m.contains("timed out")), "{error}");
+    assert_eq!(s.llm.requests().len(), 2, "one retry after the first timeout");
+
+    s.llm.fail(None, Fault::Delay(Duration::from_secs(5)), 1);
+    let table = s.query_ok("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await;
+    assert_eq!(table.rows, vec![vec![json!("ok")]], "a timeout followed by a good answer succeeds");
+}

@@ -5,6 +5,7 @@
 //! columns, the query's id passed along). What runs is the re-printed, checked tree,
 //! never the original text, so a comment cannot smuggle a second statement in.
 
+mod anchors;
 pub mod operators;
 mod safety;
 pub mod template;
@@ -50,6 +51,9 @@ pub fn check(sql: &str, query_id: &str) -> Result<CheckedSql> {
     }
     safety::check_read_only(&statement)?;
     let operators = operators::rewrite_calls(&mut statement, query_id)?;
+    if !operators.is_empty() {
+        anchors::anchor_where_operators(&mut statement, query_id)?;
+    }
     Ok(CheckedSql { original, executable: statement.to_string(), operators })
 }
 
@@ -143,6 +147,34 @@ mod tests {
         assert!(sql.contains("[CAST(\"m\".\"title\" AS VARCHAR)]"), "{sql}");
         let message = rejected("SELECT llm_map('{a} and {b}', x) FROM t");
         assert!(message.contains("2 placeholders"), "{message}");
+    }
+
+    #[test]
+    fn where_operators_are_anchored_to_the_join_keys() {
+        let sql = check(
+            "SELECT m.title FROM movies m JOIN reviews r ON r.movie_id = m.movie_id \
+             WHERE m.year < 1960 AND llm_filter('{r.review_text} is negative')",
+            "q",
+        )
+        .unwrap()
+        .executable;
+        assert!(
+            sql.contains("llm_filter(CASE WHEN r.movie_id IS NULL AND m.movie_id IS NULL THEN 'q' ELSE 'q' END, "),
+            "{sql}"
+        );
+        let sql = check("SELECT * FROM movies JOIN reviews USING (movie_id) WHERE llm_filter('{review_text}')", "q")
+            .unwrap()
+            .executable;
+        assert!(sql.contains("CASE WHEN movies.movie_id IS NULL AND reviews.movie_id IS NULL"), "{sql}");
+        let sql = check("SELECT * FROM a, b WHERE a.id = b.id AND llm_filter('{b.x}')", "q").unwrap().executable;
+        assert!(sql.contains("CASE WHEN a.id IS NULL AND b.id IS NULL"), "{sql}");
+        // One table, or an operator in the select list: nothing to anchor.
+        let sql = check("SELECT llm_map('{title}') FROM movies m JOIN reviews r USING (movie_id) WHERE llm_filter('{title}')", "q")
+            .unwrap()
+            .executable;
+        assert!(sql.starts_with("SELECT llm_map('q', "), "{sql}");
+        let sql = check("SELECT title FROM movies WHERE llm_filter('{title}')", "q").unwrap().executable;
+        assert!(sql.contains("llm_filter('q', "), "{sql}");
     }
 
     #[test]

@@ -137,7 +137,7 @@ fn misuse(spec: &OperatorSpec, problem: &str) -> Error {
     Error::RejectedSql(format!("{}: {problem}; example: {}", spec.name, spec.example))
 }
 
-fn parse_expr(sql: &str) -> Result<Expr> {
+pub(super) fn parse_expr(sql: &str) -> Result<Expr> {
     Parser::new(&DuckDbDialect {})
         .try_with_sql(sql)
         .and_then(|mut parser| parser.parse_expr())
@@ -154,7 +154,7 @@ fn string_literal(expr: &Expr) -> Option<&str> {
     }
 }
 
-fn quote_literal(text: &str) -> String {
+pub(super) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
