@@ -57,7 +57,7 @@ impl Error {
 
 impl From<duckdb::Error> for Error {
     fn from(e: duckdb::Error) -> Self {
-        Error::Sql(clean_duckdb_message(&e.to_string()))
+        Error::Sql(e.to_string().trim().to_string())
     }
 }
 
@@ -71,9 +71,4 @@ impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Internal(format!("i/o: {e}"))
     }
-}
-
-/// DuckDB messages carry a trailing JSON blob in some versions; keep the human part.
-fn clean_duckdb_message(message: &str) -> String {
-    message.trim().to_string()
 }

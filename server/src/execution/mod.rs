@@ -109,10 +109,6 @@ impl Executor {
         Executor { registry, settings, timeout }
     }
 
-    pub fn registry(&self) -> &Arc<QueryRegistry> {
-        &self.registry
-    }
-
     /// Checks `sql` and prepares it in DuckDB without running it: binds tables,
     /// columns and functions, so that the synthesis stage can repair mistakes.
     pub async fn validate(&self, dataset: &Arc<Dataset>, sql: &str) -> Result<CheckedSql> {
