@@ -61,7 +61,9 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_change_nothing() {
         ("TAG_MAX_BODY_BYTES", "65536".to_string()),
     ];
     let server = ServerProcess::start(data.path(), &env, &[]);
-    let client = reqwest::Client::new();
+    // A fresh connection per request: the server closes the connection it rejected
+    // the oversized body on, and a pooled client would reuse it for the next case.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     // Warm up: one good query, so the state database exists before the snapshot.
     let warm = client.post(server.url("/v1/sql")).json(&json!({"sql": "SELECT 1", "dataset": "movies"})).send().await.unwrap();
     assert_eq!(warm.status(), 200);
