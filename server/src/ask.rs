@@ -16,6 +16,7 @@ use crate::{
     generation,
     llm::{ChatRequest, Message, StreamPiece, Usage},
     synthesis::{self, Reply},
+    text::shorten,
 };
 
 const MAX_QUESTION_CHARS: usize = 4000;
@@ -295,7 +296,7 @@ pub async fn ask(engine: &Engine, request: AskRequest, events: Option<mpsc::Unbo
     let row_count = table.as_ref().map(|t| t.row_count);
     let conversation = match conversation {
         Some(conversation) => conversation,
-        None => engine.state.create_conversation(&dataset.info.name, &title_of(&question)).await?,
+        None => engine.state.create_conversation(&dataset.info.name, &shorten(&question, 80)).await?,
     };
     let turn_id = engine.state.add_turn(&conversation.id, &question, sql.as_deref(), &answer, row_count).await?;
     stats.llm.add(stats.synthesis_llm.calls, stats.synthesis_llm.usage);
@@ -328,9 +329,3 @@ pub async fn ask(engine: &Engine, request: AskRequest, events: Option<mpsc::Unbo
     Ok(response)
 }
 
-fn title_of(question: &str) -> String {
-    match question.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &question[..i]),
-        None => question.to_string(),
-    }
-}

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod sql;
 pub mod state;
 pub mod synthesis;
+mod text;
 
 pub use config::Config;
 pub use engine::{DatasetSources, Engine};

@@ -33,6 +33,7 @@ use crate::{
     engine::Engine,
     error::Error,
     execution::{values::cell_text, QueryOptions},
+    sql,
 };
 
 pub type AppState = Arc<Engine>;
@@ -270,7 +271,7 @@ async fn get_dataset(State(engine): State<AppState>, Path(name): Path<String>) -
     let dataset = engine.catalog.get(&name)?;
     let mut samples = serde_json::Map::new();
     for table in &dataset.info.tables {
-        let sql = format!("SELECT * FROM {} LIMIT 5", quote_table(&table.name));
+        let sql = format!("SELECT * FROM {} LIMIT 5", sql::quote_name(&table.name));
         let options = QueryOptions { max_rows: 5, llm: None, progress: None };
         let (_, rows, _) = engine.executor.run_table(&dataset, &sql, options).await?;
         samples.insert(table.name.clone(), json!({ "columns": rows.columns, "rows": rows.rows }));
@@ -279,10 +280,6 @@ async fn get_dataset(State(engine): State<AppState>, Path(name): Path<String>) -
     body["sample_rows"] = serde_json::Value::Object(samples);
     body["schema_text"] = json!(dataset.schema_text);
     Ok(Json(body).into_response())
-}
-
-fn quote_table(name: &str) -> String {
-    name.split('.').map(|part| format!("\"{}\"", part.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
 }
 
 async fn list_conversations(State(engine): State<AppState>) -> Result<Response, ApiError> {

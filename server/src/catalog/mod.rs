@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{Error, Result},
     execution::{context::QueryRegistry, operators},
+    sql::{quote_ident, quote_literal},
+    text::shorten,
 };
 
 /// The description file's format.
@@ -182,14 +184,6 @@ fn read_description(path: &Path) -> Result<DescriptionFile> {
     toml::from_str(&text).map_err(|e| Error::Dataset(format!("{}: {e}", path.display())))
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 fn load_dataset(name: &str, path: &Path, runtime: &Arc<QueryRegistry>) -> Result<Dataset> {
     let (conn, description) = if path.is_dir() {
         let description = read_description(&path.join("dataset.toml"))?;
@@ -309,7 +303,7 @@ fn describe_column(
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<std::result::Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|v| shorten(&v))
+        .map(|v| shorten(&v, SAMPLE_CHARS))
         .collect();
     let is_text = data_type == "VARCHAR" || data_type == "BOOLEAN";
     let values = (is_text && frequent.len() <= LOW_CARDINALITY).then(|| frequent.clone());
@@ -323,9 +317,3 @@ fn describe_column(
     })
 }
 
-fn shorten(value: &str) -> String {
-    match value.char_indices().nth(SAMPLE_CHARS) {
-        Some((i, _)) => format!("{}…", &value[..i]),
-        None => value.to_string(),
-    }
-}

@@ -258,18 +258,15 @@ fn collect_table(stmt: &mut Statement<'_>, max_rows: usize) -> Result<Table> {
     let mut rows_out = Vec::new();
     let mut row_count: u64 = 0;
     let mut rows = stmt.query([])?;
-    let (names, column_count) = {
-        let stmt = rows.as_ref().ok_or_else(|| Error::Internal("result has no statement".into()))?;
-        (stmt.column_names(), stmt.column_count())
-    };
     let columns: Vec<Column> = {
         let stmt = rows.as_ref().ok_or_else(|| Error::Internal("result has no statement".into()))?;
-        names
+        stmt.column_names()
             .into_iter()
             .enumerate()
             .map(|(i, name)| Column { name, data_type: column_type_name(&stmt.column_type(i)) })
             .collect()
     };
+    let column_count = columns.len();
     while let Some(row) = rows.next()? {
         row_count += 1;
         if rows_out.len() < max_rows {

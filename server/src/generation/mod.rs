@@ -9,6 +9,7 @@ use std::fmt::Write;
 use crate::{
     execution::{values::cell_text, Table},
     llm::Message,
+    text::shorten,
 };
 
 const SYSTEM: &str = "You answer a question about the user's data from the result of a SQL query that was run \
@@ -51,11 +52,7 @@ pub fn render_table(table: &Table, budget_chars: usize) -> String {
 }
 
 fn one_line(text: &str) -> String {
-    let flat = text.replace(['\n', '\r'], " ");
-    match flat.char_indices().nth(400) {
-        Some((i, _)) => format!("{}…", &flat[..i]),
-        None => flat,
-    }
+    shorten(&text.replace(['\n', '\r'], " "), 400)
 }
 
 fn summaries(table: &Table) -> String {

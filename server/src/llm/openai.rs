@@ -16,6 +16,7 @@ use super::{ChatRequest, Completion, LlmBackend, StreamPiece, Usage};
 use crate::{
     config::LlmConfig,
     error::{Error, Result},
+    text::shorten,
 };
 
 pub struct OpenAiClient {
@@ -92,7 +93,7 @@ impl OpenAiClient {
             let text = response.text().await.unwrap_or_default();
             Err(AttemptError {
                 retryable: status.as_u16() == 429 || status.is_server_error(),
-                message: format!("HTTP {status}: {}", truncate(&text, 300)),
+                message: format!("HTTP {status}: {}", shorten(&text, 300)),
             })
         };
         attempt
@@ -113,13 +114,6 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
         "cannot connect to the LLM endpoint".into()
     } else {
         e.to_string()
-    }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => &text[..i],
-        None => text,
     }
 }
 

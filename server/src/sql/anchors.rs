@@ -15,7 +15,10 @@ use sqlparser::ast::{
     JoinConstraint, JoinOperator, ObjectNamePart, Select, Statement, TableFactor, VisitMut, VisitorMut,
 };
 
-use super::operators::{find, parse_expr, quote_literal};
+use super::{
+    operators::{find, parse_expr},
+    quote_literal,
+};
 use crate::error::{Error, Result};
 
 pub(super) fn anchor_where_operators(statement: &mut Statement, query_id: &str) -> Result<()> {

@@ -16,6 +16,22 @@ pub use operators::{OperatorKind, OPERATORS};
 
 use crate::error::{Error, Result};
 
+/// `name` as a quoted identifier, embedded quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A dotted name (`m.title`, `main.movies`) with each part quoted, so names with
+/// spaces or keywords still work.
+pub fn quote_name(dotted: &str) -> String {
+    dotted.split('.').map(|part| quote_ident(part.trim())).collect::<Vec<_>>().join(".")
+}
+
+/// `text` as a SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// A checked, rewritten query ready for DuckDB.
 #[derive(Debug, Clone)]
 pub struct CheckedSql {

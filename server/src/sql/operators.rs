@@ -18,7 +18,7 @@ use sqlparser::{
     parser::Parser,
 };
 
-use super::template::placeholders;
+use super::{quote_literal, quote_name, template::placeholders};
 use crate::error::{Error, Result};
 
 /// What the operator takes besides its template and the row's fields.
@@ -154,15 +154,6 @@ fn string_literal(expr: &Expr) -> Option<&str> {
     }
 }
 
-pub(super) fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// `m.title` as `"m"."title"`, so names with spaces or keywords still work.
-fn column_reference(name: &str) -> String {
-    name.split('.').map(|part| format!("\"{}\"", part.trim().replace('"', "\"\""))).collect::<Vec<_>>().join(".")
-}
-
 fn rewrite_one(spec: &OperatorSpec, function: &mut Function, query_id: &str) -> Result<()> {
     let FunctionArguments::List(list) = &function.args else {
         return Err(misuse(spec, "takes arguments"));
@@ -212,7 +203,7 @@ fn rewrite_one(spec: &OperatorSpec, function: &mut Function, query_id: &str) -> 
 
     let names = placeholders(&template);
     let field_sql: Vec<String> = if rest.is_empty() {
-        names.iter().map(|name| format!("CAST({} AS VARCHAR)", column_reference(name))).collect()
+        names.iter().map(|name| format!("CAST({} AS VARCHAR)", quote_name(name))).collect()
     } else {
         if !names.is_empty() && names.len() != rest.len() {
             return Err(misuse(
