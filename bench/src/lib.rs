@@ -1,3 +1,10 @@
-//! tag-bench: the home of `tagbench`, the TAG-Bench harness, and of the operator
-//! and prefix-sharing benchmarks. It holds no code yet; the benchmark issues add
-//! the harness here so that benchmarks never live inside the server crate.
+//! tag-bench: the home of `tagbench`, the benchmarks of tag-server. Benchmarks live
+//! here, never inside the server crate. So far: `tagbench embedded` (the embedded
+//! llama.cpp engine's throughput, prefix reuse and memory) and `tagbench reorder`
+//! (prefix hit rate of the GGR order). The TAG-Bench harness and
+//! the operator benchmarks are separate issues.
+
+pub mod cost_server;
+pub mod embedded;
+pub mod ops;
+pub mod reorder;

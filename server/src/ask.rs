@@ -14,7 +14,7 @@ use crate::{
     error::{Error, Result},
     execution::{Column, ExecutionStats, Progress, QueryOptions},
     generation,
-    llm::{ChatRequest, Message, StreamPiece, Usage},
+    llm::{ChatRequest, LlmBackend, Message, Readiness, StreamPiece, Usage},
     synthesis::{self, Reply},
     text::shorten,
 };
@@ -91,6 +91,8 @@ pub enum Event {
     Progress(Progress),
     Rows { columns: Vec<Column>, rows: Vec<Vec<serde_json::Value>>, row_count: u64, truncated: bool },
     Token { text: String },
+    /// The model is still being prepared (downloaded, verified, loaded).
+    Model(Readiness),
     Done(Box<AskResponse>),
     Error { code: String, message: String },
 }
@@ -103,6 +105,7 @@ impl Event {
             Event::Progress(_) => "progress",
             Event::Rows { .. } => "rows",
             Event::Token { .. } => "token",
+            Event::Model(_) => "model",
             Event::Done(_) => "done",
             Event::Error { .. } => "error",
         }
@@ -122,6 +125,20 @@ impl Events {
 
 fn millis(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
+}
+
+/// While the model is being prepared, reports its progress about twice a second;
+/// the first LLM call then waits for it (or fails with the reason).
+async fn wait_for_model(llm: &dyn LlmBackend, events: &Events) {
+    llm.prepare();
+    let mut last = None;
+    while let Readiness::Preparing(progress) = llm.readiness() {
+        if last.as_ref() != Some(&progress) {
+            events.send(Event::Model(Readiness::Preparing(progress.clone())));
+            last = Some(progress);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Answers `request`, sending events to `events` when given.
@@ -156,6 +173,7 @@ pub async fn ask(engine: &Engine, request: AskRequest, events: Option<mpsc::Unbo
     };
     let config = &engine.config;
     let mut stats = AskStats::default();
+    wait_for_model(llm.as_ref(), &events).await;
 
     // Stage 1 and 2: write SQL, run it, repair on error.
     let mut messages = synthesis::messages(&dataset, &history, &question);
@@ -166,7 +184,7 @@ pub async fn ask(engine: &Engine, request: AskRequest, events: Option<mpsc::Unbo
     for attempt in 1..=attempts {
         let attempt_started = Instant::now();
         events.send(Event::Stage { stage: "synthesis", attempt });
-        let completion = llm.complete(&ChatRequest { messages: messages.clone(), max_tokens: config.llm.max_tokens }).await?;
+        let completion = llm.complete(&ChatRequest::new(messages.clone(), config.llm.max_tokens)).await?;
         stats.synthesis_llm.add(1, completion.usage);
         let sql = match synthesis::parse_reply(&completion.text) {
             Reply::Sql(sql) => sql,
@@ -267,10 +285,10 @@ pub async fn ask(engine: &Engine, request: AskRequest, events: Option<mpsc::Unbo
             answer
         }
         (Some(sql), Some(table)) => {
-            let request = ChatRequest {
-                messages: generation::messages(&question, sql, table, config.query.answer_table_chars),
-                max_tokens: config.llm.max_tokens,
-            };
+            let request = ChatRequest::new(
+                generation::messages(&question, sql, table, config.query.answer_table_chars),
+                config.llm.max_tokens,
+            );
             let mut stream = llm.stream(&request).await?;
             let mut answer = String::new();
             let mut usage = Usage::default();
@@ -305,7 +323,7 @@ pub async fn ask(engine: &Engine, request: AskRequest, events: Option<mpsc::Unbo
     stats.total_ms = millis(started);
     engine.metrics.add("tag_questions_total", "", 1);
     engine.metrics.add_llm("synthesis", stats.synthesis_llm.calls, stats.synthesis_llm.usage);
-    engine.metrics.add_llm("operators", stats.execution.llm_calls, stats.execution.usage);
+    engine.metrics.add_execution(&stats.execution);
     engine.metrics.add_llm("generation", stats.generation_llm.calls, stats.generation_llm.usage);
 
     let (columns, mut rows, table_row_count) =

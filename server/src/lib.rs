@@ -16,6 +16,7 @@ pub mod execution;
 pub mod generation;
 pub mod llm;
 pub mod metrics;
+pub mod reorder;
 pub mod sql;
 pub mod state;
 pub mod synthesis;

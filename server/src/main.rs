@@ -49,6 +49,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Download and verify the default embedded model into the model cache (what
+    /// `serve` does on first use), then print its path.
+    FetchModel,
     /// Run one (extended) SQL query and print the result.
     Sql {
         sql: String,
@@ -68,7 +71,7 @@ enum Format {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("TAG_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")))
+        .with_env_filter(EnvFilter::try_from_env("TAG_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,llama_cpp_2=warn")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -91,7 +94,13 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     if cli.no_bundled {
-        config.bundled_datasets = None;
+        config.bundled_datasets = false;
+    }
+    if let Command::FetchModel = cli.command {
+        let dir = tag_server::llm::model_store::model_dir(config.llm.model_dir.as_deref(), &config.data_dir);
+        let path = tag_server::llm::model_store::ensure_default(&dir, &config.llm.model_index_url, |_| {}).await?;
+        println!("{}", path.display());
+        return Ok(());
     }
     if let Command::Serve { listen: Some(listen) } = &cli.command {
         config.listen = *listen;
@@ -104,16 +113,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ask_once(engine, AskRequest { question, dataset, conversation_id: conversation }, json).await
         }
         Command::Sql { sql, dataset, format } => sql_once(engine, &sql, &dataset, format).await,
+        Command::FetchModel => unreachable!("handled before the engine starts"),
     }
 }
 
 async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
     let listen = engine.config.listen;
     match &engine.llm {
-        Some(llm) => tracing::info!(backend = llm.backend(), model = llm.model(), "LLM configured"),
+        Some(llm) => {
+            tracing::info!(backend = llm.backend(), model = llm.model(), "LLM configured");
+            llm.prepare();
+        }
         None => tracing::warn!(
-            "no LLM configured: /v1/ask and LLM operators will answer 503 until you set TAG_LLM_BASE_URL \
-(an OpenAI-compatible endpoint ending in /v1), TAG_LLM_MODEL and, if needed, TAG_LLM_API_KEY"
+            "no LLM (TAG_LLM_BACKEND=none): /v1/ask and LLM operators will answer 503; unset it for the embedded \
+model, or set TAG_LLM_BASE_URL (an OpenAI-compatible endpoint ending in /v1), TAG_LLM_MODEL and, if needed, TAG_LLM_API_KEY"
         ),
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

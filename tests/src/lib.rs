@@ -3,4 +3,5 @@
 //! misbehaves on demand, and a harness that starts the real `tag-server` binary.
 
 pub mod harness;
+pub mod model;
 pub mod scripted_llm;

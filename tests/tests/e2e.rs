@@ -273,7 +273,8 @@ async fn without_an_llm_the_server_says_what_to_configure() {
     let (status, body) = post(&client, &server.url("/v1/ask"), json!({"question": NOLAN_QUESTION, "dataset": "movies"})).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "llm_not_configured");
-    assert!(body["error"]["message"].as_str().unwrap().contains("TAG_LLM_BASE_URL"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("TAG_LLM_BACKEND") && message.contains("TAG_LLM_BASE_URL"), "{message}");
     let (status, body) = post(&client, &server.url("/v1/sql"), json!({"sql": "SELECT count(*) AS n FROM movies", "dataset": "movies"})).await;
     assert_eq!(status, 200);
     assert_eq!(body["rows"], json!([[228]]));
@@ -283,7 +284,7 @@ async fn without_an_llm_the_server_says_what_to_configure() {
 async fn sql_endpoint_speaks_json_csv_and_arrow() {
     let data = tempfile::tempdir().unwrap();
     let mut env = vec![("TAG_QUERY_MAX_ROWS", "50".to_string())];
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixtures = tag_tests::harness::crate_dir().join("fixtures");
     env.push(("TAG_DATASETS_DIR", fixtures.to_string_lossy().into_owned()));
     let server = ServerProcess::start(data.path(), &env, &[]);
     let client = reqwest::Client::new();

@@ -7,10 +7,10 @@ use std::{sync::Arc, time::{Duration, Instant}};
 use serde_json::{json, Value};
 use tag_server::{
     execution::{QueryOptions, Table},
+    config::BackendChoice,
     Config, DatasetSources, Engine, Error,
 };
 use tag_tests::{
-    harness::datasets_dir,
     scripted_llm::{Fault, ScriptedLlm},
 };
 
@@ -24,7 +24,6 @@ async fn setup_with(configure: impl FnOnce(&mut Config)) -> Setup {
     let llm = ScriptedLlm::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::default();
-    config.bundled_datasets = Some(datasets_dir());
     config.data_dir = data.path().to_path_buf();
     config.llm.base_url = Some(llm.base_url());
     config.llm.model = "scripted".into();
@@ -333,9 +332,13 @@ async fn slow_llm_calls_hit_the_query_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_without_an_llm_explain_what_to_configure() {
-    let s = setup_with(|c| c.llm.base_url = None).await;
+    let s = setup_with(|c| {
+        c.llm.base_url = None;
+        c.llm.backend = BackendChoice::None;
+    })
+    .await;
     let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies").await.unwrap_err();
-    assert!(matches!(&error, Error::LlmNotConfigured(m) if m.contains("TAG_LLM_BASE_URL")), "{error}");
+    assert!(matches!(&error, Error::LlmNotConfigured(m) if m.contains("TAG_LLM_BACKEND")), "{error}");
     assert_eq!(s.count("movies", "SELECT count(*) FROM movies").await, 228);
 }
 

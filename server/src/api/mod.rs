@@ -49,6 +49,7 @@ pub fn app(engine: AppState) -> Router {
         .route("/v1/datasets", get(list_datasets))
         .route("/v1/datasets/{name}", get(get_dataset))
         .route("/v1/conversations", get(list_conversations))
+        .route("/v1/cache", get(cache_info).delete(clear_cache))
         .route(
             "/v1/conversations/{id}",
             get(get_conversation).patch(rename_conversation).delete(delete_conversation),
@@ -114,7 +115,12 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 
 async fn healthz(State(engine): State<AppState>) -> Json<serde_json::Value> {
     let llm = engine.llm.as_ref().map(|llm| {
-        json!({ "backend": llm.backend(), "model": llm.model(), "base_url": engine.config.llm.base_url })
+        json!({
+            "backend": llm.backend(),
+            "model": llm.model(),
+            "base_url": engine.config.llm.base_url,
+            "readiness": llm.readiness(),
+        })
     });
     Json(json!({
         "status": "ok",
@@ -196,13 +202,13 @@ async fn sql_handler(
     engine.metrics.add("tag_sql_queries_total", "", 1);
     if accepts(&headers, ARROW_STREAM) {
         let (_, (bytes, row_count, truncated), stats) = engine.executor.run_arrow(&dataset, &request.sql, options).await?;
-        engine.metrics.add_llm("operators", stats.llm_calls, stats.usage);
+        engine.metrics.add_execution(&stats);
         let mut response = ([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response();
         add_count_headers(&mut response, row_count, truncated);
         return Ok(response);
     }
     let (checked, table, stats) = engine.executor.run_table(&dataset, &request.sql, options).await?;
-    engine.metrics.add_llm("operators", stats.llm_calls, stats.usage);
+    engine.metrics.add_execution(&stats);
     if accepts(&headers, "text/csv") {
         let mut writer = csv::Writer::from_writer(Vec::new());
         let csv_error = |e: csv::Error| Error::Internal(format!("csv: {e}"));
@@ -280,6 +286,27 @@ async fn get_dataset(State(engine): State<AppState>, Path(name): Path<String>) -
     body["sample_rows"] = serde_json::Value::Object(samples);
     body["schema_text"] = json!(dataset.schema_text);
     Ok(Json(body).into_response())
+}
+
+/// The persistent response cache: entry count, or cleared.
+async fn cache_info(State(engine): State<AppState>) -> Result<Response, ApiError> {
+    let entries = match engine.cache.clone() {
+        Some(cache) => Some(blocking(move || cache.len()).await?),
+        None => None,
+    };
+    Ok(Json(json!({ "enabled": entries.is_some(), "entries": entries })).into_response())
+}
+
+async fn clear_cache(State(engine): State<AppState>) -> Result<Response, ApiError> {
+    let removed = match engine.cache.clone() {
+        Some(cache) => blocking(move || cache.clear()).await?,
+        None => 0,
+    };
+    Ok(Json(json!({ "removed": removed })).into_response())
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> crate::error::Result<T> + Send + 'static) -> crate::error::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| crate::error::Error::Internal(e.to_string()))?
 }
 
 async fn list_conversations(State(engine): State<AppState>) -> Result<Response, ApiError> {

@@ -6,6 +6,7 @@
 //! registered, external access disabled and the configuration locked once loaded.
 //! The catalog also writes the schema text that grounds the synthesis prompt.
 
+pub mod bundled;
 mod schema_text;
 
 use std::{

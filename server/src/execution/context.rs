@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::{Error, Result},
-    llm::{ChatRequest, Message, SharedLlm, Usage},
+    llm::{cache::ResponseCache, ChatRequest, Constraint, Message, SharedLlm, Usage},
 };
 
 /// Limits the operators work within.
@@ -25,6 +25,10 @@ pub struct OperatorSettings {
     pub rank_window: usize,
     /// Characters of items one `llm_reduce` call may take before it reduces in parts.
     pub reduce_chunk_chars: usize,
+    /// The persistent response cache; `None` when disabled.
+    pub cache: Option<Arc<ResponseCache>>,
+    /// Order prompts for prefix sharing (GGR).
+    pub reorder: bool,
 }
 
 /// Counters of one operator within one query.
@@ -37,6 +41,8 @@ pub struct OperatorStats {
     pub distinct_prompts: u64,
     /// Prompts answered from this query's memo instead of the LLM.
     pub memo_hits: u64,
+    /// Distinct prompts answered from the persistent response cache.
+    pub cache_hits: u64,
     pub llm_calls: u64,
     pub failed_calls: u64,
     /// Answers that did not have the required form (they became NULL).
@@ -44,6 +50,29 @@ pub struct OperatorStats {
     #[serde(flatten)]
     pub usage: Usage,
     pub llm_ms: u64,
+    /// Characters of the prompts in the order they were sent, and how many of them
+    /// were a prefix shared with an earlier prompt (the prefix hit rate's parts).
+    pub prompt_chars: u64,
+    pub shared_prefix_chars: u64,
+}
+
+impl OperatorStats {
+    /// Percent of prompt characters shared with an earlier prompt, in sending order.
+    pub fn prefix_hit_rate(&self) -> f64 {
+        if self.prompt_chars == 0 {
+            0.0
+        } else {
+            100.0 * self.shared_prefix_chars as f64 / self.prompt_chars as f64
+        }
+    }
+}
+
+/// Wall time with at least one LLM call in flight.
+#[derive(Default)]
+struct InFlight {
+    calls: usize,
+    since: Option<Instant>,
+    total: Duration,
 }
 
 type Answer = std::result::Result<String, String>;
@@ -58,6 +87,7 @@ pub struct QueryContext {
     stats: Mutex<BTreeMap<String, OperatorStats>>,
     /// The first LLM failure, reported instead of DuckDB's wrapped message.
     failure: Mutex<Option<Error>>,
+    in_flight: Mutex<InFlight>,
 }
 
 impl QueryContext {
@@ -71,6 +101,32 @@ impl QueryContext {
             memo: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
+            in_flight: Mutex::new(InFlight::default()),
+        }
+    }
+
+    /// Wall time so far with at least one LLM call in flight.
+    pub fn llm_wall_time(&self) -> Duration {
+        self.in_flight.lock().map(|f| f.total + f.since.map_or(Duration::ZERO, |s| s.elapsed())).unwrap_or_default()
+    }
+
+    fn call_started(&self) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            if f.calls == 0 {
+                f.since = Some(Instant::now());
+            }
+            f.calls += 1;
+        }
+    }
+
+    fn call_ended(&self) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.calls = f.calls.saturating_sub(1);
+            if f.calls == 0 {
+                if let Some(since) = f.since.take() {
+                    f.total += since.elapsed();
+                }
+            }
         }
     }
 
@@ -117,9 +173,9 @@ impl QueryContext {
 
     /// Asks the model one operator prompt; identical prompts within the query share
     /// one call, even when they arrive concurrently.
-    pub async fn ask(&self, operator: &str, system: &str, prompt: String) -> Result<String> {
+    pub async fn ask(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
         let Some(llm) = self.llm.clone() else {
-            return Err(Error::LlmNotConfigured("LLM operators need an LLM; set TAG_LLM_BASE_URL".into()));
+            return Err(Error::LlmNotConfigured("LLM operators need an LLM; TAG_LLM_BACKEND is none".into()));
         };
         let key = format!("{system}\u{0}{prompt}");
         let (cell, fresh) = {
@@ -137,11 +193,25 @@ impl QueryContext {
         let request = ChatRequest {
             messages: vec![Message::system(system), Message::user(prompt)],
             max_tokens: self.settings.max_tokens,
+            constraint,
         };
         let answer = cell
             .get_or_init(|| async {
+                let cache_key = self.settings.cache.as_ref().map(|_| ResponseCache::key(llm.backend(), llm.model(), &request));
+                if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
+                    match cache.get(key) {
+                        Ok(Some(hit)) => {
+                            self.record(operator, |s| s.cache_hits += 1);
+                            return Ok(hit.text);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "response cache lookup failed"),
+                    }
+                }
                 let started = Instant::now();
+                self.call_started();
                 let result = llm.complete(&request).await;
+                self.call_ended();
                 let elapsed = started.elapsed();
                 match result {
                     Ok(completion) => {
@@ -150,6 +220,11 @@ impl QueryContext {
                             s.usage.add(completion.usage);
                             s.llm_ms += millis(elapsed);
                         });
+                        if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
+                            if let Err(e) = cache.put(key, &completion.text, completion.usage) {
+                                tracing::warn!(error = %e, "response cache write failed");
+                            }
+                        }
                         Ok(completion.text)
                     }
                     Err(e) => {

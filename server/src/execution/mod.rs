@@ -47,24 +47,44 @@ pub struct Table {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ExecutionStats {
     pub elapsed_ms: u64,
+    /// Wall time with at least one LLM call in flight; the rest of `elapsed_ms` is
+    /// DuckDB and the engine.
+    pub llm_wall_ms: u64,
     /// Time spent waiting for LLM calls, summed over calls (they overlap).
     pub llm_ms: u64,
-    pub llm_calls: u64,
+    /// Rows (or groups) the operators were evaluated on.
+    pub operator_rows: u64,
+    pub distinct_prompts: u64,
     pub memo_hits: u64,
+    pub cache_hits: u64,
+    pub llm_calls: u64,
+    /// Percent of prompt characters shared with an earlier prompt, in sending order.
+    pub prefix_hit_rate: f64,
     #[serde(flatten)]
     pub usage: Usage,
     pub operators: Vec<OperatorStats>,
 }
 
 impl ExecutionStats {
-    fn from_operators(operators: Vec<OperatorStats>, elapsed: Duration) -> Self {
-        let mut stats = ExecutionStats { elapsed_ms: elapsed.as_millis() as u64, ..Default::default() };
+    fn from_operators(operators: Vec<OperatorStats>, elapsed: Duration, llm_wall: Duration) -> Self {
+        let mut stats = ExecutionStats {
+            elapsed_ms: elapsed.as_millis() as u64,
+            llm_wall_ms: llm_wall.as_millis() as u64,
+            ..Default::default()
+        };
+        let (mut chars, mut shared) = (0, 0);
         for op in &operators {
             stats.llm_ms += op.llm_ms;
+            stats.operator_rows += op.rows;
+            stats.distinct_prompts += op.distinct_prompts;
             stats.llm_calls += op.llm_calls;
             stats.memo_hits += op.memo_hits;
+            stats.cache_hits += op.cache_hits;
             stats.usage.add(op.usage);
+            chars += op.prompt_chars;
+            shared += op.shared_prefix_chars;
         }
+        stats.prefix_hit_rate = if chars == 0 { 0.0 } else { 100.0 * shared as f64 / chars as f64 };
         stats.operators = operators;
         stats
     }
@@ -165,7 +185,7 @@ impl Executor {
         let checked = sql::check(sql, &query_id)?;
         if !checked.operators.is_empty() && options.llm.is_none() {
             return Err(Error::LlmNotConfigured(format!(
-                "this query calls {} and needs an LLM; set TAG_LLM_BASE_URL",
+                "this query calls {} and needs an LLM, and TAG_LLM_BACKEND is none",
                 checked.operators.join(", ")
             )));
         }
@@ -215,7 +235,7 @@ impl Executor {
             }
         };
         interrupt.armed = false;
-        let stats = ExecutionStats::from_operators(context.stats(), started.elapsed());
+        let stats = ExecutionStats::from_operators(context.stats(), started.elapsed(), context.llm_wall_time());
         drop(registered);
         match outcome {
             Ok(value) => Ok((checked, value, stats)),

@@ -26,6 +26,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    llm::Constraint,
+    reorder::{self, GgrOptions},
     sql::template::placeholders,
 };
 
@@ -38,6 +40,9 @@ struct RowArgs {
     template: String,
     own: Vec<String>,
     fields: Vec<Option<String>>,
+    /// The order the fields appear in the prompt, chosen for prefix sharing;
+    /// `None` keeps the template's order.
+    field_order: Option<Vec<usize>>,
 }
 
 impl RowArgs {
@@ -51,8 +56,45 @@ impl RowArgs {
     }
 
     fn data(&self) -> String {
-        prompts::data_block(&self.field_names(), &self.fields)
+        let names = self.field_names();
+        match &self.field_order {
+            Some(order) => {
+                let names: Vec<String> = order.iter().map(|&i| names[i].clone()).collect();
+                let values: Vec<Option<String>> = order.iter().map(|&i| self.fields[i].clone()).collect();
+                prompts::data_block(&names, &values)
+            }
+            None => prompts::data_block(&names, &self.fields),
+        }
     }
+
+    /// The fields as the prompt shows them, one text per field.
+    fn field_lines(&self) -> Vec<String> {
+        self.field_names().iter().zip(&self.fields).map(|(name, value)| prompts::data_line(name, value.as_deref())).collect()
+    }
+}
+
+/// Chooses the sending order of a chunk's rows and each row's field order with GGR,
+/// so consecutive prompts share long prefixes (the template, then the fields that
+/// rows have in common), and records the prefix hit rate of that order. Returns the
+/// indices of the non-NULL rows in sending order.
+fn schedule(ctx: &QueryContext, operator: &str, rows: &mut [Option<RowArgs>]) -> Vec<usize> {
+    let present: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
+    let sending = if ctx.settings.reorder { prefix_sharing_order(rows, &present) } else { present };
+    // Prefix hits of the distinct prompts' shared-first layout, in sending order.
+    let mut seen = std::collections::HashSet::new();
+    let texts: Vec<Vec<String>> = sending
+        .iter()
+        .filter_map(|&i| rows[i].as_ref())
+        .map(|row| format!("{}\n{}", row.template, row.data()))
+        .filter(|text| seen.insert(text.clone()))
+        .map(|text| vec![text])
+        .collect();
+    let (shared, total) = reorder::prefix_hits(&texts);
+    ctx.record(operator, |s| {
+        s.prompt_chars += total;
+        s.shared_prefix_chars += shared;
+    });
+    sending
 }
 
 /// Registers every operator on `conn`'s database.
@@ -144,7 +186,7 @@ unsafe fn read_rows(input: &DataChunkHandle, with_list: bool) -> Vec<Option<RowA
                 None => Vec::new(),
             };
             let fields = fields[row].clone().unwrap_or_default();
-            Some(RowArgs { query_id, template, own, fields })
+            Some(RowArgs { query_id, template, own, fields, field_order: None })
         })
         .collect()
 }
@@ -157,11 +199,31 @@ fn context_for(registry: &QueryRegistry, rows: &[Option<RowArgs>]) -> Result<Arc
     })
 }
 
-/// Evaluates `each` for every non-NULL row concurrently inside the query's context.
+/// GGR over the rows' fields (the template too, so rows of different call sites
+/// group apart); sets each row's field order and returns the row order.
+fn prefix_sharing_order(rows: &mut [Option<RowArgs>], present: &[usize]) -> Vec<usize> {
+    let table: Vec<Vec<String>> = present
+        .iter()
+        .filter_map(|&i| rows[i].as_ref())
+        .map(|row| std::iter::once(row.template.clone()).chain(row.field_lines()).collect())
+        .collect();
+    let order = reorder::ggr(&table, GgrOptions::default());
+    for (k, &i) in present.iter().enumerate() {
+        if let Some(row) = rows[i].as_mut() {
+            row.field_order = Some(order.fields[k].iter().filter(|&&f| f > 0).map(|f| f - 1).collect());
+        }
+    }
+    order.rows.iter().map(|&k| present[k]).collect()
+}
+
+/// Evaluates `each` for every non-NULL row inside the query's context: all rows are
+/// issued at once in the prefix-sharing order of [`schedule`], and the LLM client's
+/// concurrency limit (or the embedded engine's queue) sends them in that order, so
+/// neighbours in the order are neighbours in time.
 fn evaluate<'a, T, F, Fut>(
     registry: &QueryRegistry,
     operator: &'static str,
-    rows: &'a [Option<RowArgs>],
+    rows: &'a mut [Option<RowArgs>],
     each: F,
 ) -> Result<Vec<Option<T>>>
 where
@@ -173,17 +235,15 @@ where
     }
     let ctx = context_for(registry, rows)?;
     ctx.record(operator, |s| s.rows += rows.iter().flatten().count() as u64);
-    let work = try_join_all(rows.iter().map(|row| {
-        let ctx = ctx.clone();
-        let each = &each;
-        async move {
-            match row {
-                Some(row) => each(ctx, row).await,
-                None => Ok(None),
-            }
-        }
-    }));
-    ctx.block_on(work)
+    let sending = schedule(&ctx, operator, rows);
+    let rows: &'a [Option<RowArgs>] = rows;
+    let work = try_join_all(sending.iter().filter_map(|&i| rows[i].as_ref()).map(|row| each(ctx.clone(), row)));
+    let answers = ctx.block_on(work)?;
+    let mut out: Vec<Option<T>> = rows.iter().map(|_| None).collect();
+    for (i, answer) in sending.into_iter().zip(answers) {
+        out[i] = answer;
+    }
+    Ok(out)
 }
 
 fn invalid<T>(ctx: &QueryContext, operator: &str, parsed: Option<T>) -> Option<T> {
@@ -233,7 +293,7 @@ macro_rules! scalar_operator {
                 $output: &mut dyn WritableVector,
             ) -> CallResult {
                 // SAFETY: DuckDB passes flattened chunks whose columns match `signatures()`.
-                let $rows = unsafe { read_rows(input, $with_list) };
+                let mut $rows = unsafe { read_rows(input, $with_list) };
                 let $registry: &QueryRegistry = state;
                 $body
             }
@@ -250,8 +310,8 @@ macro_rules! scalar_operator {
 }
 
 scalar_operator!(Filter, with_list: false, returns: LogicalTypeId::Boolean.into(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_filter", &rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_filter", prompts::SYSTEM, prompts::filter(&row.template, &row.data())).await?;
+    let answers = evaluate(registry, "llm_filter", &mut rows, |ctx, row| async move {
+        let answer = ctx.ask("llm_filter", prompts::SYSTEM, prompts::filter(&row.template, &row.data()), Some(Constraint::YesNo)).await?;
         Ok(invalid(&ctx, "llm_filter", prompts::parse_yes_no(&answer)))
     })
     .map_err(to_duck_error)?;
@@ -260,8 +320,8 @@ scalar_operator!(Filter, with_list: false, returns: LogicalTypeId::Boolean.into(
 });
 
 scalar_operator!(Map, with_list: false, returns: varchar(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_map", &rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_map", prompts::SYSTEM, prompts::map(&row.template, &row.data())).await?;
+    let answers = evaluate(registry, "llm_map", &mut rows, |ctx, row| async move {
+        let answer = ctx.ask("llm_map", prompts::SYSTEM, prompts::map(&row.template, &row.data()), None).await?;
         Ok(Some(answer.trim().to_string()))
     })
     .map_err(to_duck_error)?;
@@ -270,8 +330,8 @@ scalar_operator!(Map, with_list: false, returns: varchar(), |output, registry, r
 });
 
 scalar_operator!(Knowledge, with_list: false, returns: varchar(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_knowledge", &rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_knowledge", prompts::SYSTEM, prompts::knowledge(&row.template, &row.data())).await?;
+    let answers = evaluate(registry, "llm_knowledge", &mut rows, |ctx, row| async move {
+        let answer = ctx.ask("llm_knowledge", prompts::SYSTEM, prompts::knowledge(&row.template, &row.data()), None).await?;
         Ok(Some(answer.trim().trim_end_matches('.').trim().to_string()))
     })
     .map_err(to_duck_error)?;
@@ -280,8 +340,8 @@ scalar_operator!(Knowledge, with_list: false, returns: varchar(), |output, regis
 });
 
 scalar_operator!(Score, with_list: false, returns: LogicalTypeId::Double.into(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_score", &rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_score", prompts::SYSTEM, prompts::score(&row.template, &row.data())).await?;
+    let answers = evaluate(registry, "llm_score", &mut rows, |ctx, row| async move {
+        let answer = ctx.ask("llm_score", prompts::SYSTEM, prompts::score(&row.template, &row.data()), Some(Constraint::UnitScore)).await?;
         Ok(invalid(&ctx, "llm_score", prompts::parse_score(&answer)))
     })
     .map_err(to_duck_error)?;
@@ -290,12 +350,12 @@ scalar_operator!(Score, with_list: false, returns: LogicalTypeId::Double.into(),
 });
 
 scalar_operator!(Classify, with_list: true, returns: varchar(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_classify", &rows, |ctx, row| async move {
+    let answers = evaluate(registry, "llm_classify", &mut rows, |ctx, row| async move {
         if row.own.len() < 2 {
             return Err(Error::Sql("llm_classify needs at least two labels".into()));
         }
         let prompt = prompts::classify(&row.template, &row.own, &row.data());
-        let answer = ctx.ask("llm_classify", prompts::SYSTEM, prompt).await?;
+        let answer = ctx.ask("llm_classify", prompts::SYSTEM, prompt, Some(Constraint::OneOf(row.own.clone()))).await?;
         Ok(invalid(&ctx, "llm_classify", prompts::parse_label(&answer, &row.own)))
     })
     .map_err(to_duck_error)?;
@@ -304,7 +364,7 @@ scalar_operator!(Classify, with_list: true, returns: varchar(), |output, registr
 });
 
 scalar_operator!(Reduce, with_list: true, returns: varchar(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_reduce", &rows, |ctx, row| async move {
+    let answers = evaluate(registry, "llm_reduce", &mut rows, |ctx, row| async move {
         if row.own.is_empty() {
             return Ok(None);
         }
@@ -322,7 +382,7 @@ async fn reduce(ctx: &QueryContext, row: &RowArgs, items: Vec<String>) -> Result
     let total: usize = items.iter().map(|i| i.len()).sum();
     if total <= limit || items.len() == 1 {
         let data = prompts::items_block(&row.field_names(), &row.fields, &items);
-        let answer = ctx.ask("llm_reduce", prompts::SYSTEM, prompts::reduce(&row.template, &data)).await?;
+        let answer = ctx.ask("llm_reduce", prompts::SYSTEM, prompts::reduce(&row.template, &data), None).await?;
         return Ok(answer.trim().to_string());
     }
     let mut parts: Vec<Vec<String>> = vec![Vec::new()];
@@ -340,7 +400,7 @@ async fn reduce(ctx: &QueryContext, row: &RowArgs, items: Vec<String>) -> Result
 }
 
 scalar_operator!(Rank, with_list: true, returns: varchar_list(), |output, registry, rows| {
-    let answers = evaluate(registry, "llm_rank", &rows, |ctx, row| async move {
+    let answers = evaluate(registry, "llm_rank", &mut rows, |ctx, row| async move {
         rank(&ctx, row).await.map(Some)
     })
     .map_err(to_duck_error)?;
@@ -381,7 +441,7 @@ async fn rank(ctx: &QueryContext, row: &RowArgs) -> Result<Vec<String>> {
         let end = (start + window).min(items.len());
         let slice = items[start..end].to_vec();
         let data = prompts::items_block(&row.field_names(), &row.fields, &slice);
-        let answer = ctx.ask("llm_rank", prompts::SYSTEM, prompts::rank(&row.template, slice.len(), &data)).await?;
+        let answer = ctx.ask("llm_rank", prompts::SYSTEM, prompts::rank(&row.template, slice.len(), &data), Some(Constraint::NumberList)).await?;
         match prompts::parse_ranking(&answer, slice.len()) {
             Some(order) => {
                 for (k, index) in order.into_iter().enumerate() {

@@ -16,11 +16,16 @@ pub fn data_block(names: &[String], values: &[Option<String>]) -> String {
     let mut block = String::from("<data>\n");
     for (i, value) in values.iter().enumerate() {
         let name = names.get(i).cloned().unwrap_or_else(|| format!("arg{}", i + 1));
-        let value = value.as_deref().map(clean).unwrap_or_else(|| "NULL".into());
-        block.push_str(&format!("[{name}]: {value}\n"));
+        block.push_str(&data_line(&name, value.as_deref()));
     }
     block.push_str("</data>");
     block
+}
+
+/// One field of the data block.
+pub fn data_line(name: &str, value: Option<&str>) -> String {
+    let value = value.map(clean).unwrap_or_else(|| "NULL".into());
+    format!("[{name}]: {value}\n")
 }
 
 /// Numbered items (for reduce and rank) after the row's fields.

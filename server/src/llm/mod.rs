@@ -1,7 +1,12 @@
 //! The LLM layer: one [`LlmBackend`] trait for every model the server can use, the
-//! request/usage types shared by the stages, and the OpenAI-compatible HTTP client.
-//! Every stage (synthesis, operators, answers) calls the model through this trait.
+//! request/usage types shared by the stages, the OpenAI-compatible HTTP client and
+//! the embedded llama.cpp engine. Every stage (synthesis, operators, answers) calls
+//! the model through this trait.
 
+pub mod cache;
+pub mod embedded;
+mod http;
+pub mod model_store;
 mod openai;
 
 use std::sync::Arc;
@@ -9,6 +14,8 @@ use std::sync::Arc;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use embedded::EmbeddedLlm;
+pub use model_store::Preparing;
 pub use openai::OpenAiClient;
 
 use crate::error::Result;
@@ -46,6 +53,40 @@ impl Message {
 pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub max_tokens: u32,
+    /// The form the answer must take. Backends that can constrain decoding (the
+    /// embedded engine, with a grammar) enforce it; others rely on the prompt, and
+    /// the caller's strict parser checks the answer either way.
+    pub constraint: Option<Constraint>,
+}
+
+impl ChatRequest {
+    pub fn new(messages: Vec<Message>, max_tokens: u32) -> Self {
+        ChatRequest { messages, max_tokens, constraint: None }
+    }
+}
+
+/// Answer shapes an operator needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// `yes` or `no`.
+    YesNo,
+    /// Exactly one of the labels.
+    OneOf(Vec<String>),
+    /// A number from 0 to 1.
+    UnitScore,
+    /// Comma-separated item numbers.
+    NumberList,
+}
+
+/// Whether a backend can answer now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum Readiness {
+    Ready,
+    /// Still being prepared (model download, verification, loading).
+    Preparing(Preparing),
+    /// It cannot be used; the message says why and what to do.
+    Failed(String),
 }
 
 /// Token accounting as reported by the model server.
@@ -85,6 +126,13 @@ pub trait LlmBackend: Send + Sync {
     fn backend(&self) -> &str;
     /// Model identifier in use.
     fn model(&self) -> &str;
+    /// Whether the backend can answer now. Calls made while it is preparing wait.
+    fn readiness(&self) -> Readiness {
+        Readiness::Ready
+    }
+    /// Starts any slow preparation (the embedded model's download and loading) in
+    /// the background, so that the first request does not pay for all of it.
+    fn prepare(&self) {}
     async fn complete(&self, request: &ChatRequest) -> Result<Completion>;
     async fn stream(&self, request: &ChatRequest) -> Result<BoxStream<'static, Result<StreamPiece>>>;
 }

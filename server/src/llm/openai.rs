@@ -41,7 +41,7 @@ impl OpenAiClient {
             .base_url
             .as_deref()
             .ok_or_else(|| Error::LlmNotConfigured("set TAG_LLM_BASE_URL".into()))?;
-        let http = reqwest::Client::builder()
+        let http = super::http::client_builder()
             .timeout(Duration::from_secs(config.request_timeout_secs))
             .connect_timeout(Duration::from_secs(config.request_timeout_secs.min(10)))
             .build()

@@ -9,6 +9,7 @@ mod anchors;
 pub mod operators;
 mod safety;
 pub mod template;
+mod topk;
 
 use sqlparser::{ast::Statement, dialect::DuckDbDialect, parser::Parser};
 
@@ -69,6 +70,7 @@ pub fn check(sql: &str, query_id: &str) -> Result<CheckedSql> {
     let operators = operators::rewrite_calls(&mut statement, query_id)?;
     if !operators.is_empty() {
         anchors::anchor_where_operators(&mut statement, query_id)?;
+        topk::limit_before_operators(&mut statement)?;
     }
     Ok(CheckedSql { original, executable: statement.to_string(), operators })
 }

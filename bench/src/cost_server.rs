@@ -1,0 +1,279 @@
+//! A cost-model LLM server for reproducible benchmarks: OpenAI-compatible
+//! `/v1/chat/completions`, with a real prefix cache modelled on vLLM's automatic
+//! prefix caching (the prompt's tokens in fixed-size blocks, each block identified by
+//! the hash of everything up to it, least-recently-used eviction at a configured
+//! capacity) and a service time proportional to the uncached prompt tokens plus the
+//! completion tokens, served by a fixed number of parallel slots. `usage` reports
+//! `prompt_tokens_details.cached_tokens` as vLLM does.
+//!
+//! Tokens come from a real tokenizer (a GGUF model's vocabulary, by default the
+//! server's default model). The answers are fixed placeholders (`yes`/`no` by a
+//! hash of the prompt, or a short text): this server measures cost, it never decides
+//! answers for the product.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{extract::State, routing::post, Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tag_server::llm::embedded::Tokenizer;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CostModel {
+    /// Tokens per cache block (vLLM's default is 16).
+    pub block_tokens: usize,
+    /// Blocks the prefix cache holds.
+    pub capacity_blocks: usize,
+    /// Service time per uncached prompt token, microseconds.
+    pub prefill_us_per_token: u64,
+    /// Service time per completion token, microseconds.
+    pub decode_us_per_token: u64,
+    /// Fixed service time per request, microseconds.
+    pub overhead_us: u64,
+    /// Requests served in parallel.
+    pub slots: usize,
+}
+
+impl Default for CostModel {
+    /// Roughly a 7B model on one data-centre GPU: 10,000 prefill tokens/s, 50
+    /// decode tokens/s per sequence, 8 sequences at once, a 64k-token cache.
+    fn default() -> Self {
+        CostModel {
+            block_tokens: 16,
+            capacity_blocks: 4096,
+            prefill_us_per_token: 100,
+            decode_us_per_token: 20_000,
+            overhead_us: 2_000,
+            slots: 8,
+        }
+    }
+}
+
+/// Totals over every request served.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct ServerTotals {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+    /// Sum of modelled service times.
+    pub service_seconds: f64,
+    /// Characters of the prompts in arrival order, and how many were a prefix shared
+    /// with an earlier prompt (the ADRS prefix hit rate's parts).
+    pub prompt_chars: u64,
+    pub hit_chars: u64,
+}
+
+impl ServerTotals {
+    /// Prefix hit rate of the prompts in arrival order, percent.
+    pub fn phr(&self) -> f64 {
+        100.0 * self.hit_chars as f64 / self.prompt_chars.max(1) as f64
+    }
+}
+
+/// Block hashes with least-recently-used eviction.
+#[derive(Default)]
+struct PrefixCache {
+    blocks: HashMap<u64, u64>,
+    by_age: BTreeMap<u64, u64>,
+    clock: u64,
+}
+
+impl PrefixCache {
+    /// Cached leading tokens of `tokens`; then every full block becomes most
+    /// recently used, evicting the oldest beyond `capacity`.
+    fn admit(&mut self, tokens: &[u32], block: usize, capacity: usize) -> usize {
+        let mut hashes = Vec::with_capacity(tokens.len() / block);
+        let mut parent = 0u64;
+        for chunk in tokens.chunks_exact(block) {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            parent.hash(&mut hasher);
+            chunk.hash(&mut hasher);
+            parent = hasher.finish();
+            hashes.push(parent);
+        }
+        let hit_blocks = hashes.iter().take_while(|h| self.blocks.contains_key(h)).count();
+        for hash in hashes {
+            self.clock += 1;
+            if let Some(old) = self.blocks.insert(hash, self.clock) {
+                self.by_age.remove(&old);
+            }
+            self.by_age.insert(self.clock, hash);
+        }
+        while self.blocks.len() > capacity {
+            let Some((_, oldest)) = self.by_age.pop_first() else { break };
+            self.blocks.remove(&oldest);
+        }
+        hit_blocks * block
+    }
+}
+
+struct ServerState {
+    model: CostModel,
+    tokenizer: Arc<Tokenizer>,
+    cache: Mutex<PrefixCache>,
+    slots: Semaphore,
+    totals: Mutex<ServerTotals>,
+    /// Every prompt seen, for the prefix hit rate.
+    seen: Mutex<std::collections::BTreeSet<String>>,
+}
+
+pub struct CostServer {
+    pub base_url: String,
+    state: Arc<ServerState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CostServer {
+    /// Serves on a free loopback port.
+    pub async fn start(model: CostModel, tokenizer: Arc<Tokenizer>) -> anyhow::Result<CostServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}/v1", listener.local_addr()?);
+        let state = Arc::new(ServerState {
+            model,
+            tokenizer,
+            cache: Mutex::new(PrefixCache::default()),
+            slots: Semaphore::new(model.slots.max(1)),
+            totals: Mutex::new(ServerTotals::default()),
+            seen: Mutex::new(Default::default()),
+        });
+        let app = Router::new().route("/v1/chat/completions", post(complete)).with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(CostServer { base_url, state, task })
+    }
+
+    pub fn totals(&self) -> ServerTotals {
+        *self.state.totals.lock().expect("totals lock")
+    }
+
+    /// Forgets the prefix cache and the totals (a fresh server for the next run).
+    pub fn reset(&self) {
+        *self.state.cache.lock().expect("cache lock") = PrefixCache::default();
+        *self.state.totals.lock().expect("totals lock") = ServerTotals::default();
+        self.state.seen.lock().expect("seen lock").clear();
+    }
+}
+
+impl Drop for CostServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The prompt as a chat template would lay it out: role markers, then content.
+fn render(messages: &[Value]) -> String {
+    let mut text = String::new();
+    for message in messages {
+        let role = message["role"].as_str().unwrap_or("user");
+        let content = message["content"].as_str().unwrap_or("");
+        text.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+    }
+    text.push_str("<|im_start|>assistant\n");
+    text
+}
+
+fn common_chars(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
+}
+
+fn placeholder_answer(prompt: &str) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    prompt.hash(&mut hasher);
+    let bit = hasher.finish() % 2 == 0;
+    if prompt.contains("yes or no") {
+        if bit { "yes" } else { "no" }.to_string()
+    } else if prompt.contains("True") && prompt.contains("False") {
+        if bit { "True" } else { "False" }.to_string()
+    } else if prompt.contains("number from 0 to 1") {
+        "0.5".to_string()
+    } else {
+        "A short placeholder answer from the cost model.".to_string()
+    }
+}
+
+async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let prompt = render(&messages);
+    let answer = placeholder_answer(&prompt);
+    let prompt_tokens = state.tokenizer.tokenize(&prompt);
+    let completion_tokens = state.tokenizer.tokenize(&answer).len() + 1;
+    let hit_chars = {
+        let mut seen = state.seen.lock().expect("seen lock");
+        let before = seen.range(..prompt.clone()).next_back();
+        let after = seen.range(prompt.clone()..).next();
+        let hit = [before, after].into_iter().flatten().map(|other| common_chars(other, &prompt)).max().unwrap_or(0);
+        seen.insert(prompt.clone());
+        hit
+    };
+    let Ok(_slot) = state.slots.acquire().await else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "closed").into_response();
+    };
+    let model = state.model;
+    let cached = state.cache.lock().expect("cache lock").admit(&prompt_tokens, model.block_tokens, model.capacity_blocks);
+    let uncached = prompt_tokens.len() - cached;
+    let service_us =
+        model.overhead_us + model.prefill_us_per_token * uncached as u64 + model.decode_us_per_token * completion_tokens as u64;
+    tokio::time::sleep(Duration::from_micros(service_us)).await;
+    {
+        let mut totals = state.totals.lock().expect("totals lock");
+        totals.requests += 1;
+        totals.prompt_tokens += prompt_tokens.len() as u64;
+        totals.cached_tokens += cached as u64;
+        totals.completion_tokens += completion_tokens as u64;
+        totals.service_seconds += service_us as f64 / 1e6;
+        totals.prompt_chars += prompt.chars().count() as u64;
+        totals.hit_chars += hit_chars as u64;
+    }
+    let usage = json!({
+        "prompt_tokens": prompt_tokens.len(),
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens.len() + completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": cached },
+    });
+    let model_name = body["model"].as_str().unwrap_or("cost-model").to_string();
+    if body["stream"].as_bool() == Some(true) {
+        let chunk = json!({"object": "chat.completion.chunk", "model": model_name,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": null}]});
+        let done = json!({"object": "chat.completion.chunk", "model": model_name,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage});
+        let text = format!("data: {chunk}\n\ndata: {done}\n\ndata: [DONE]\n\n");
+        return ([(axum::http::header::CONTENT_TYPE, "text/event-stream")], text).into_response();
+    }
+    Json(json!({
+        "id": "cost-model",
+        "object": "chat.completion",
+        "model": model_name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": usage,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PrefixCache;
+
+    #[test]
+    fn shared_leading_blocks_hit_and_old_blocks_are_evicted() {
+        let mut cache = PrefixCache::default();
+        let a: Vec<u32> = (0..64).collect();
+        assert_eq!(cache.admit(&a, 16, 100), 0);
+        let mut b = a.clone();
+        b[40] = 999; // differs in the third block
+        assert_eq!(cache.admit(&b, 16, 100), 32);
+        assert_eq!(cache.admit(&a, 16, 100), 64);
+        // Capacity 4 blocks: admitting a fresh 4-block prompt evicts everything else.
+        let c: Vec<u32> = (1000..1064).collect();
+        cache.admit(&c, 16, 4);
+        assert_eq!(cache.admit(&a, 16, 8), 0);
+    }
+}

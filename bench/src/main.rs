@@ -1,0 +1,158 @@
+//! `tagbench`: benchmarks of tag-server. Run `tagbench --help`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tagbench", about = "Benchmarks of tag-server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The same operator queries (a filter and a map over movie reviews, a filter
+    /// over beer reviews) sent naively (one request per row, table order, no dedup,
+    /// no cache) and by the engine, against the cost-model server or a real LLM.
+    BenchOps {
+        /// The folder with movies_small.csv and beer.csv.
+        #[arg(long, default_value = "../shared/data/llm_sql")]
+        data: PathBuf,
+        /// Rows of movies_small.csv to use (0 = all 1,019).
+        #[arg(long, default_value_t = 0)]
+        movies_rows: usize,
+        /// Rows of beer.csv to use (0 = all 28,479).
+        #[arg(long, default_value_t = 4000)]
+        beer_rows: usize,
+        /// Requests in flight, for both.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// A real OpenAI-compatible server instead of the cost model.
+        #[arg(long, env = "TAG_LLM_BASE_URL")]
+        llm_base_url: Option<String>,
+        #[arg(long, env = "TAG_LLM_MODEL", default_value = "gpt-4o-mini")]
+        llm_model: String,
+        #[arg(long, env = "TAG_LLM_API_KEY", hide_env_values = true)]
+        llm_api_key: Option<String>,
+        /// Cost model: microseconds per uncached prompt token.
+        #[arg(long, default_value_t = 100)]
+        prefill_us: u64,
+        /// Cost model: microseconds per completion token.
+        #[arg(long, default_value_t = 20_000)]
+        decode_us: u64,
+        /// Cost model: parallel slots.
+        #[arg(long, default_value_t = 8)]
+        slots: usize,
+        /// Cost model: prefix-cache capacity in 16-token blocks.
+        #[arg(long, default_value_t = 4096)]
+        cache_blocks: usize,
+        /// A Python interpreter with `lotus-ai` installed: also run LOTUS's
+        /// sem_filter on the filter workloads.
+        #[arg(long)]
+        lotus_python: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prefix hit rate of a CSV table in its original order and in the engine's
+    /// GGR order (the ADRS LLM-SQL benchmark's metric), and the solver's time.
+    Reorder {
+        #[arg(long)]
+        csv: PathBuf,
+        /// Columns merged into one (values joined with no separator, placed last),
+        /// e.g. `--merge review/overall,review/taste`. Repeatable.
+        #[arg(long)]
+        merge: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Write the rows in the chosen order, each row's cells in its chosen field
+        /// order, as CSV (no header: field orders differ by row).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The embedded llama.cpp engine: prefill and decode tokens/s, an llm_filter over
+    /// reviews in table order vs prefix-sharing order, and peak memory.
+    Embedded {
+        /// The reviews table (ADRS LLM-SQL benchmark's movies_small.csv).
+        #[arg(long, default_value = "../shared/data/llm_sql/movies_small.csv")]
+        csv: PathBuf,
+        /// Rows with a review to filter (in table order).
+        #[arg(long, default_value_t = 200)]
+        rows: usize,
+        /// A GGUF model; default: the server's default model (downloaded once).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::BenchOps {
+            data,
+            movies_rows,
+            beer_rows,
+            concurrency,
+            llm_base_url,
+            llm_model,
+            llm_api_key,
+            prefill_us,
+            decode_us,
+            slots,
+            cache_blocks,
+            lotus_python,
+            json,
+        } => {
+            let cost_model = tag_bench::cost_server::CostModel {
+                prefill_us_per_token: prefill_us,
+                decode_us_per_token: decode_us,
+                slots,
+                capacity_blocks: cache_blocks,
+                ..Default::default()
+            };
+            let options = tag_bench::ops::Options {
+                data: &data,
+                movies_rows,
+                beer_rows,
+                concurrency,
+                llm_base_url,
+                llm_model,
+                llm_api_key,
+                cost_model,
+                lotus_python,
+            };
+            let report = tag_bench::ops::run(options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Reorder { csv, merge, json, out } => {
+            let report = tag_bench::reorder::run(&csv, &merge, out.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Embedded { csv, rows, model, threads, json } => {
+            let report = tag_bench::embedded::run(&csv, rows, model, threads).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+    }
+    Ok(())
+}

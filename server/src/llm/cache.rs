@@ -1,0 +1,187 @@
+//! The persistent response cache of operator calls: SQLite under the data folder,
+//! keyed by the SHA-256 of backend, model, the full prompt (every message) and the
+//! sampling parameters (temperature is always 0, the completion cap, the answer
+//! constraint). It survives restarts, keeps at most `max_entries` answers (least
+//! recently used go first), and can be disabled or cleared.
+
+use std::{path::Path, sync::Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{ChatRequest, Constraint, Usage};
+use crate::error::{Error, Result};
+
+pub struct ResponseCache {
+    conn: Mutex<Connection>,
+    max_entries: usize,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache").field("max_entries", &self.max_entries).finish()
+    }
+}
+
+/// A cached answer and the usage of the call that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedAnswer {
+    pub text: String,
+    pub usage: Usage,
+}
+
+impl ResponseCache {
+    pub fn open(path: &Path, max_entries: usize) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Config(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS responses (
+                 key TEXT PRIMARY KEY,
+                 answer TEXT NOT NULL,
+                 prompt_tokens INTEGER NOT NULL,
+                 completion_tokens INTEGER NOT NULL,
+                 last_used INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS responses_last_used ON responses(last_used);",
+        )?;
+        Ok(ResponseCache { conn: Mutex::new(conn), max_entries: max_entries.max(1) })
+    }
+
+    /// The cache key of `request` sent to `model` on `backend`.
+    pub fn key(backend: &str, model: &str, request: &ChatRequest) -> String {
+        let constraint = request.constraint.as_ref().map(|c| match c {
+            Constraint::YesNo => json!("yes_no"),
+            Constraint::OneOf(labels) => json!({ "one_of": labels }),
+            Constraint::UnitScore => json!("unit_score"),
+            Constraint::NumberList => json!("number_list"),
+        });
+        let material = json!({
+            "backend": backend,
+            "model": model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": 0,
+            "constraint": constraint,
+        });
+        Sha256::digest(material.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn.lock().map_err(|_| Error::Internal("response cache lock poisoned".into()))
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<CachedAnswer>> {
+        let conn = self.lock()?;
+        let found = conn
+            .query_row(
+                "UPDATE responses SET last_used = (SELECT coalesce(max(last_used), 0) + 1 FROM responses)
+                 WHERE key = ?1 RETURNING answer, prompt_tokens, completion_tokens",
+                params![key],
+                |row| {
+                    Ok(CachedAnswer {
+                        text: row.get(0)?,
+                        usage: Usage {
+                            prompt_tokens: row.get::<_, i64>(1)? as u64,
+                            completion_tokens: row.get::<_, i64>(2)? as u64,
+                            cached_prompt_tokens: 0,
+                        },
+                    })
+                },
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    pub fn put(&self, key: &str, answer: &str, usage: Usage) -> Result<()> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT OR REPLACE INTO responses (key, answer, prompt_tokens, completion_tokens, last_used)
+             VALUES (?1, ?2, ?3, ?4, (SELECT coalesce(max(last_used), 0) + 1 FROM responses))",
+            params![key, answer, usage.prompt_tokens as i64, usage.completion_tokens as i64],
+        )?;
+        let count: i64 = conn.query_row("SELECT count(*) FROM responses", [], |row| row.get(0))?;
+        let excess = count - self.max_entries as i64;
+        if excess > 0 {
+            // Evict a tenth more than needed, so eviction is not paid on every insert.
+            let evict = excess + (self.max_entries as i64 / 10);
+            conn.execute(
+                "DELETE FROM responses WHERE key IN (SELECT key FROM responses ORDER BY last_used LIMIT ?1)",
+                params![evict],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> Result<u64> {
+        let conn = self.lock()?;
+        Ok(conn.query_row("SELECT count(*) FROM responses", [], |row| row.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every entry; returns how many there were.
+    pub fn clear(&self) -> Result<u64> {
+        let conn = self.lock()?;
+        Ok(conn.execute("DELETE FROM responses", [])? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Message;
+
+    fn request(prompt: &str) -> ChatRequest {
+        ChatRequest::new(vec![Message::system("s"), Message::user(prompt)], 8)
+    }
+
+    #[test]
+    fn answers_survive_reopening_and_keys_cover_every_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite3");
+        let key = ResponseCache::key("openai", "m", &request("is it?"));
+        let usage = Usage { prompt_tokens: 12, completion_tokens: 1, cached_prompt_tokens: 0 };
+        ResponseCache::open(&path, 10).unwrap().put(&key, "yes", usage).unwrap();
+        let cache = ResponseCache::open(&path, 10).unwrap();
+        assert_eq!(cache.get(&key).unwrap(), Some(CachedAnswer { text: "yes".into(), usage }));
+
+        let mut constrained = request("is it?");
+        constrained.constraint = Some(Constraint::YesNo);
+        let others = [
+            ResponseCache::key("embedded", "m", &request("is it?")),
+            ResponseCache::key("openai", "other", &request("is it?")),
+            ResponseCache::key("openai", "m", &request("is it not?")),
+            ResponseCache::key("openai", "m", &ChatRequest::new(request("is it?").messages, 9)),
+            ResponseCache::key("openai", "m", &constrained),
+        ];
+        for other in others {
+            assert_ne!(other, key);
+            assert_eq!(cache.get(&other).unwrap(), None);
+        }
+        assert_eq!(cache.clear().unwrap(), 1);
+        assert_eq!(cache.get(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn the_least_recently_used_entries_are_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ResponseCache::open(&dir.path().join("c.sqlite3"), 10).unwrap();
+        for i in 0..10 {
+            cache.put(&format!("k{i}"), "a", Usage::default()).unwrap();
+        }
+        cache.get("k0").unwrap(); // k0 is now the most recently used
+        cache.put("k10", "a", Usage::default()).unwrap();
+        assert!(cache.len().unwrap() <= 10);
+        assert!(cache.get("k0").unwrap().is_some(), "recently used entries stay");
+        assert!(cache.get("k1").unwrap().is_none(), "the least recently used entry went first");
+        assert!(cache.get("k10").unwrap().is_some());
+    }
+}

@@ -1,0 +1,45 @@
+//! GBNF grammars for the answer shapes operators need, so the embedded model can
+//! only produce a well-formed answer (`yes`/`no`, one of the labels, a number in
+//! range, a list of item numbers).
+
+use crate::llm::Constraint;
+
+pub fn gbnf(constraint: &Constraint) -> String {
+    match constraint {
+        Constraint::YesNo => r#"root ::= "yes" | "no""#.to_string(),
+        Constraint::OneOf(labels) => {
+            let choices: Vec<String> = labels.iter().map(|label| literal(label)).collect();
+            format!("root ::= {}", choices.join(" | "))
+        }
+        Constraint::UnitScore => r#"root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?"#.to_string(),
+        Constraint::NumberList => r#"root ::= [1-9] [0-9]? (", " [1-9] [0-9]?)*"#.to_string(),
+    }
+}
+
+/// A GBNF string literal.
+fn literal(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped_literals() {
+        let grammar = gbnf(&Constraint::OneOf(vec!["a \"quoted\" label".into(), "back\\slash".into()]));
+        assert_eq!(grammar, r#"root ::= "a \"quoted\" label" | "back\\slash""#);
+    }
+}

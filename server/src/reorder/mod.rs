@@ -1,0 +1,378 @@
+//! Prefix-sharing order for LLM operator inputs: GGR, the greedy group recursion of
+//! Liu et al., "Optimizing LLM Queries in Relational Data Analytics Workloads"
+//! (arXiv 2403.05821). Given the distinct rows an operator will send (each row a
+//! list of field texts), it chooses the order of the rows and, per row, the order
+//! of its fields, so that consecutive prompts share long prefixes and a server's
+//! prefix cache (vLLM/SGLang automatic prefix caching, llama.cpp slots) hits.
+//!
+//! The recursion: in a (sub)table, pick the value `v` of column `c` with the largest
+//! hit count `(len(v)² + Σ len(w)²) × (count(v) − 1)`, where the `w` are the values
+//! of the columns that `c` functionally determines (they come right after `v`, so a
+//! group shares them too); the rows holding `v` form a group whose remaining
+//! columns are solved recursively, and the remaining rows are solved the same way.
+//! Early stopping as in the paper: small subtables, a depth limit, or no value
+//! shared by two rows fall back to a fixed field order from column statistics and
+//! a lexicographic row sort. A lazy max-heap of hit counts keeps the peeling of
+//! groups near-linear, so 30,000 rows solve well under a second.
+//!
+//! [`prefix_hit_rate`] is the character-level metric of the ADRS LLM-SQL benchmark.
+
+use std::{
+    cmp::Ordering,
+    collections::{BTreeSet, BinaryHeap, HashMap},
+};
+
+/// The chosen order: `rows` lists the input rows in sending order; `fields[i]` is
+/// input row `i`'s field order (indices into its fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reordering {
+    pub rows: Vec<usize>,
+    pub fields: Vec<Vec<usize>>,
+}
+
+impl Reordering {
+    /// The rows, in the chosen order, with their cells in the chosen field order.
+    pub fn apply<'a>(&self, table: &'a [Vec<String>]) -> Vec<Vec<&'a str>> {
+        self.rows.iter().map(|&r| self.fields[r].iter().map(|&f| table[r][f].as_str()).collect()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct GgrOptions {
+    /// Subtables with fewer rows are ordered by the fallback, not recursed into.
+    pub min_rows: usize,
+    /// Most nested column levels before the fallback.
+    pub max_depth: usize,
+    /// Detect functional dependencies between columns from the data.
+    pub functional_dependencies: bool,
+}
+
+impl Default for GgrOptions {
+    fn default() -> Self {
+        GgrOptions { min_rows: 2, max_depth: 16, functional_dependencies: true }
+    }
+}
+
+/// Columns as interned value ids, with each value's length in characters.
+struct Interned {
+    /// `cells[c][r]`: value id of row `r` in column `c`.
+    cells: Vec<Vec<u32>>,
+    /// `lengths[c][id]`: characters of that value.
+    lengths: Vec<Vec<u64>>,
+    /// `determines[c]`: columns whose value is fixed by column `c`'s value.
+    determines: Vec<Vec<usize>>,
+}
+
+impl Interned {
+    fn new(table: &[Vec<String>], columns: usize, detect_fds: bool) -> Self {
+        let mut cells = vec![Vec::with_capacity(table.len()); columns];
+        let mut lengths = vec![Vec::new(); columns];
+        let mut ids: Vec<HashMap<&str, u32>> = vec![HashMap::new(); columns];
+        for row in table {
+            for c in 0..columns {
+                let value = row.get(c).map(String::as_str).unwrap_or("");
+                let next = ids[c].len() as u32;
+                let id = *ids[c].entry(value).or_insert_with(|| {
+                    lengths[c].push(value.chars().count() as u64);
+                    next
+                });
+                cells[c].push(id);
+            }
+        }
+        let mut interned = Interned { cells, lengths, determines: vec![Vec::new(); columns] };
+        if detect_fds {
+            interned.determines = (0..columns)
+                .map(|c| (0..columns).filter(|&d| d != c && interned.functionally_determines(c, d)).collect())
+                .collect();
+        }
+        interned
+    }
+
+    /// Whether every value of `c` comes with exactly one value of `d`, and `c` has
+    /// fewer distinct values than rows (a key determines everything trivially and
+    /// would only glue unrelated fields together).
+    fn functionally_determines(&self, c: usize, d: usize) -> bool {
+        let rows = self.cells[c].len();
+        if self.lengths[c].len() >= rows {
+            return false;
+        }
+        let mut seen: Vec<Option<u32>> = vec![None; self.lengths[c].len()];
+        for r in 0..rows {
+            let (v, w) = (self.cells[c][r], self.cells[d][r]);
+            match seen[v as usize] {
+                None => seen[v as usize] = Some(w),
+                Some(prev) if prev != w => return false,
+                Some(_) => {}
+            }
+        }
+        true
+    }
+}
+
+/// A heap entry: a candidate group `(column, value)` with its hit count.
+#[derive(PartialEq, Eq)]
+struct Candidate {
+    score: u64,
+    column: usize,
+    value: u32,
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Highest score first; ties go to the lower column, then the lower value id
+        // (first seen), so the result is deterministic.
+        self.score
+            .cmp(&other.score)
+            .then_with(|| other.column.cmp(&self.column))
+            .then_with(|| other.value.cmp(&self.value))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+struct Solver<'a> {
+    data: &'a Interned,
+    options: GgrOptions,
+    order: Vec<usize>,
+    fields: Vec<Vec<usize>>,
+}
+
+/// Orders `table` (rows of equally many fields) for prefix sharing.
+pub fn ggr(table: &[Vec<String>], options: GgrOptions) -> Reordering {
+    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
+    let data = Interned::new(table, columns, options.functional_dependencies);
+    let mut solver = Solver { data: &data, options, order: Vec::with_capacity(table.len()), fields: vec![Vec::new(); table.len()] };
+    let rows: Vec<usize> = (0..table.len()).collect();
+    let all_columns: Vec<usize> = (0..columns).collect();
+    solver.solve(rows, &all_columns, &[], 0);
+    Reordering { rows: solver.order, fields: solver.fields }
+}
+
+impl Solver<'_> {
+    /// The value's weight: its squared length plus those of the values it fixes.
+    fn weight(&self, column: usize, value: u32, row: usize, columns: &[usize]) -> u64 {
+        let d = self.data;
+        let len = d.lengths[column][value as usize];
+        let mut weight = len * len;
+        for &other in &d.determines[column] {
+            if columns.contains(&other) {
+                let l = d.lengths[other][d.cells[other][row] as usize];
+                weight += l * l;
+            }
+        }
+        weight
+    }
+
+    fn solve(&mut self, rows: Vec<usize>, columns: &[usize], prefix: &[usize], depth: usize) {
+        if rows.is_empty() {
+            return;
+        }
+        if columns.is_empty() || rows.len() < self.options.min_rows.max(2) || depth >= self.options.max_depth {
+            return self.fallback(rows, columns, prefix);
+        }
+        // The live count and the rows of every (column, value) in this subtable.
+        let d = self.data;
+        let mut groups: Vec<HashMap<u32, (u64, Vec<usize>)>> = vec![HashMap::new(); d.cells.len()];
+        for (i, &r) in rows.iter().enumerate() {
+            for &c in columns {
+                let entry = groups[c].entry(d.cells[c][r]).or_insert((0, Vec::new()));
+                entry.0 += 1;
+                entry.1.push(i);
+            }
+        }
+        let mut heap = BinaryHeap::new();
+        for &c in columns {
+            for (&value, (count, members)) in &groups[c] {
+                if *count > 1 {
+                    let weight = self.weight(c, value, rows[members[0]], columns);
+                    heap.push(Candidate { score: weight * (count - 1), column: c, value });
+                }
+            }
+        }
+        let mut alive = vec![true; rows.len()];
+        let mut remaining = rows.len();
+        while let Some(candidate) = heap.pop() {
+            let (count, members) = &groups[candidate.column][&candidate.value];
+            if *count < 2 {
+                continue;
+            }
+            // Functional dependencies hold over the whole table, so any row with the
+            // value gives the same determined values.
+            let score = self.weight(candidate.column, candidate.value, rows[members[0]], columns) * (count - 1);
+            if score != candidate.score {
+                heap.push(Candidate { score, ..candidate });
+                continue;
+            }
+            let positions: Vec<usize> = members.iter().copied().filter(|&i| alive[i]).collect();
+            let group: Vec<usize> = positions.iter().map(|&i| rows[i]).collect();
+            for (&i, &r) in positions.iter().zip(&group) {
+                alive[i] = false;
+                for &c in columns {
+                    if let Some(entry) = groups[c].get_mut(&d.cells[c][r]) {
+                        entry.0 -= 1;
+                    }
+                }
+            }
+            remaining -= group.len();
+            let mut shared = vec![candidate.column];
+            shared.extend(d.determines[candidate.column].iter().copied().filter(|c| columns.contains(c)));
+            let rest: Vec<usize> = columns.iter().copied().filter(|c| !shared.contains(c)).collect();
+            let mut group_prefix = prefix.to_vec();
+            group_prefix.extend(&shared);
+            self.solve(group, &rest, &group_prefix, depth + 1);
+            if remaining < 2 {
+                break;
+            }
+        }
+        let rest: Vec<usize> = rows.iter().zip(&alive).filter(|(_, &a)| a).map(|(&r, _)| r).collect();
+        self.fallback(rest, columns, prefix);
+    }
+
+    /// Fixed field order by column statistics (shared, long values first), then a
+    /// lexicographic row sort in that order.
+    fn fallback(&mut self, mut rows: Vec<usize>, columns: &[usize], prefix: &[usize]) {
+        if rows.is_empty() {
+            return;
+        }
+        let d = self.data;
+        let mut scored: Vec<(u64, usize)> = columns
+            .iter()
+            .map(|&c| {
+                let mut distinct: HashMap<u32, u64> = HashMap::new();
+                let mut total_len = 0u64;
+                for &r in &rows {
+                    *distinct.entry(d.cells[c][r]).or_default() += 1;
+                    total_len += d.lengths[c][d.cells[c][r] as usize];
+                }
+                let avg = total_len / rows.len() as u64;
+                let repeats = (rows.len() - distinct.len()) as u64;
+                (avg * avg * repeats, c)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let order: Vec<usize> = prefix.iter().copied().chain(scored.iter().map(|&(_, c)| c)).collect();
+        let sort_columns: Vec<usize> = scored.iter().map(|&(_, c)| c).collect();
+        rows.sort_by(|&a, &b| {
+            for &c in &sort_columns {
+                let ordering = d.cells[c][a].cmp(&d.cells[c][b]);
+                if ordering != Ordering::Equal {
+                    return ordering;
+                }
+            }
+            a.cmp(&b)
+        });
+        for r in rows {
+            self.fields[r] = order.clone();
+            self.order.push(r);
+        }
+    }
+}
+
+/// The ADRS prefix hit rate, in percent: each row's text is its cells concatenated;
+/// its hit is the longest common prefix (in characters) with any earlier row; PHR
+/// is the sum of hits over the sum of lengths.
+pub fn prefix_hit_rate<S: AsRef<str>>(rows: &[Vec<S>]) -> f64 {
+    let (hits, total) = prefix_hits(rows);
+    if total == 0 {
+        0.0
+    } else {
+        100.0 * hits as f64 / total as f64
+    }
+}
+
+/// The parts of [`prefix_hit_rate`]: characters hit and characters in all.
+pub fn prefix_hits<S: AsRef<str>>(rows: &[Vec<S>]) -> (u64, u64) {
+    let texts: Vec<Vec<char>> = rows.iter().map(|row| row.iter().flat_map(|cell| cell.as_ref().chars()).collect()).collect();
+    let total: usize = texts.iter().map(Vec::len).sum();
+    // The longest common prefix with any earlier row is reached at a lexicographic
+    // neighbour among the earlier rows.
+    let mut seen: BTreeSet<&[char]> = BTreeSet::new();
+    let mut hits = 0usize;
+    for text in &texts {
+        let text = text.as_slice();
+        let before = seen.range(..=text).next_back();
+        let after = seen.range(text..).next();
+        let best = [before, after].into_iter().flatten().map(|other| common_prefix(other, text)).max().unwrap_or(0);
+        hits += best;
+        seen.insert(text);
+    }
+    (hits as u64, total as u64)
+}
+
+fn common_prefix(a: &[char], b: &[char]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
+        rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect()
+    }
+
+    #[test]
+    fn phr_counts_the_longest_prefix_with_any_earlier_row() {
+        let rows = vec![vec!["abcd"], vec!["abxy"], vec!["zz"], vec!["abcq"]];
+        // hits: 0, 2, 0, 3 over lengths 4 + 4 + 2 + 4.
+        assert!((prefix_hit_rate(&rows) - 100.0 * 5.0 / 14.0).abs() < 1e-9);
+        assert_eq!(prefix_hit_rate::<&str>(&[]), 0.0);
+    }
+
+    #[test]
+    fn rows_sharing_a_long_value_become_neighbours_with_it_first() {
+        let long = "a long shared movie description that repeats";
+        let t = table(&[
+            &["great", long],
+            &["bad", "another film entirely, also long enough"],
+            &["fine", long],
+            &["awful", "another film entirely, also long enough"],
+        ]);
+        let before = prefix_hit_rate(&t);
+        let order = ggr(&t, GgrOptions::default());
+        let after = prefix_hit_rate(&order.apply(&t));
+        assert!(after > before + 30.0, "{before} -> {after}");
+        assert_eq!(order.fields[0], vec![1, 0], "the shared field goes first");
+        let mut sorted = order.rows.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3], "a permutation of the rows");
+    }
+
+    #[test]
+    fn functionally_determined_fields_follow_their_group_value() {
+        // beer_id determines the name; both lead the rows of one beer.
+        let t = table(&[
+            &["alice", "17", "Simcoe IPA from John Harvard"],
+            &["bob", "17", "Simcoe IPA from John Harvard"],
+            &["carol", "23", "Grand Cru Belgian Ale, aged"],
+            &["dave", "23", "Grand Cru Belgian Ale, aged"],
+        ]);
+        let order = ggr(&t, GgrOptions::default());
+        for fields in &order.fields {
+            let mut lead = fields[..2].to_vec();
+            lead.sort();
+            assert_eq!(lead, vec![1, 2], "the id and the name it determines lead: {:?}", order.fields);
+        }
+    }
+
+    #[test]
+    fn every_row_keeps_exactly_its_cells() {
+        let t: Vec<Vec<String>> =
+            (0..500).map(|i| vec![format!("user{}", i % 37), format!("beer {}", i % 11), format!("{}/5", i % 5)]).collect();
+        let order = ggr(&t, GgrOptions::default());
+        assert_eq!(order.rows.len(), t.len());
+        let mut seen = vec![false; t.len()];
+        for &r in &order.rows {
+            assert!(!seen[r]);
+            seen[r] = true;
+            let mut fields = order.fields[r].clone();
+            fields.sort();
+            assert_eq!(fields, vec![0, 1, 2]);
+        }
+        assert!(prefix_hit_rate(&order.apply(&t)) > prefix_hit_rate(&t));
+    }
+}
