@@ -31,6 +31,8 @@ use tag_server::{
 pub struct Report {
     pub model: String,
     pub threads: usize,
+    /// Prompt tokens per evaluation step (`llm.batch_size`).
+    pub batch_size: u32,
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
     pub rows: usize,
@@ -54,8 +56,8 @@ pub struct FilterRun {
 impl Report {
     pub fn table(&self) -> String {
         let mut out = format!(
-            "model {} on {} threads\nprefill {:.0} tokens/s, decode {:.1} tokens/s\n\n",
-            self.model, self.threads, self.prefill_tokens_per_second, self.decode_tokens_per_second
+            "model {} on {} threads, batch size {}\nprefill {:.0} tokens/s, decode {:.1} tokens/s\n\n",
+            self.model, self.threads, self.batch_size, self.prefill_tokens_per_second, self.decode_tokens_per_second
         );
         out.push_str(&format!("llm_filter over {} reviews\n", self.rows));
         out.push_str("order          seconds  calls  prompt tok  reused tok  evaluated tok  passing\n");
@@ -79,7 +81,7 @@ impl Report {
 /// to the front.
 const TEMPLATE: &str = "The review {review_content} of the movie {movie_title} ({movie_info}) is positive";
 
-pub async fn run(csv: &Path, rows: usize, model: Option<PathBuf>, threads: usize) -> anyhow::Result<Report> {
+pub async fn run(csv: &Path, rows: usize, model: Option<PathBuf>, threads: usize, batch_size: u32) -> anyhow::Result<Report> {
     let csv = csv.canonicalize().with_context(|| format!("cannot find {}", csv.display()))?;
     let data = tempfile::tempdir()?;
     let model = match model {
@@ -95,7 +97,7 @@ pub async fn run(csv: &Path, rows: usize, model: Option<PathBuf>, threads: usize
         model_index_url: String::new(),
         context_size: 8192,
         threads,
-        batch_size: 512,
+        batch_size,
         slots,
     };
     let (prefill, decode) = throughput(EmbeddedLlm::new(settings(1))).await?;
@@ -112,6 +114,7 @@ pub async fn run(csv: &Path, rows: usize, model: Option<PathBuf>, threads: usize
     let prefix_order = filter_run(&dataset_dir, &data.path().join("b"), settings(2), &sql, true).await?;
     Ok(Report {
         model: model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        batch_size,
         threads: if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads },
         prefill_tokens_per_second: prefill,
         decode_tokens_per_second: decode,

@@ -87,6 +87,9 @@ enum Command {
         /// CPU threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Prompt tokens per evaluation step (the server's llm.batch_size).
+        #[arg(long, default_value_t = 32)]
+        batch_size: u32,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -145,8 +148,8 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", report.table());
             }
         }
-        Command::Embedded { csv, rows, model, threads, json } => {
-            let report = tag_bench::embedded::run(&csv, rows, model, threads).await?;
+        Command::Embedded { csv, rows, model, threads, batch_size, json } => {
+            let report = tag_bench::embedded::run(&csv, rows, model, threads, batch_size).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
