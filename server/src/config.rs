@@ -219,8 +219,9 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // These TAG_* variables are read elsewhere (the file's path, the log filter,
-        // the test harness); every other TAG_* variable must name a setting.
-        let not_settings = ["CONFIG", "LOG", "SERVER_BIN"];
+        // the test harness and its model requirement); every other TAG_* variable
+        // must name a setting.
+        let not_settings = ["CONFIG", "LOG", "SERVER_BIN", "REQUIRE_MODEL"];
         figment = figment.merge(Env::prefixed("TAG_").ignore(&not_settings).map(|k| env_key(k.as_str()).into()));
         let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
