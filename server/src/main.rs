@@ -71,7 +71,7 @@ enum Format {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("TAG_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,llama_cpp_2=warn")))
+        .with_env_filter(EnvFilter::try_from_env("TAG_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,llama-cpp-2=warn")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
