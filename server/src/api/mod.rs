@@ -55,11 +55,38 @@ pub fn app(engine: AppState) -> Router {
             get(get_conversation).patch(rename_conversation).delete(delete_conversation),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(body_limit, refuse_large_bodies))
         .layer(middleware::from_fn_with_state(engine.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(engine)
+}
+
+/// Bodies read and thrown away before a 413, so a client still sending gets the
+/// JSON error instead of a reset connection. Larger bodies are cut off.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Refuses a body whose declared length is over the limit with the JSON 413 error,
+/// after reading (up to [`DRAIN_LIMIT`]) what the client sends.
+async fn refuse_large_bodies(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > limit => {
+            let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is {length} bytes; the limit is {limit} (max_body_bytes)"),
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 async fn count_requests(State(engine): State<AppState>, request: Request, next: Next) -> Response {
