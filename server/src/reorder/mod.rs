@@ -20,6 +20,7 @@
 use std::{
     cmp::Ordering,
     collections::{BTreeSet, BinaryHeap, HashMap},
+    ops::Bound::{Excluded, Included, Unbounded},
 };
 
 /// The chosen order: `rows` lists the input rows in sending order; `fields[i]` is
@@ -286,25 +287,41 @@ pub fn prefix_hit_rate<S: AsRef<str>>(rows: &[Vec<S>]) -> f64 {
 
 /// The parts of [`prefix_hit_rate`]: characters hit and characters in all.
 pub fn prefix_hits<S: AsRef<str>>(rows: &[Vec<S>]) -> (u64, u64) {
-    let texts: Vec<Vec<char>> = rows.iter().map(|row| row.iter().flat_map(|cell| cell.as_ref().chars()).collect()).collect();
-    let total: usize = texts.iter().map(Vec::len).sum();
-    // The longest common prefix with any earlier row is reached at a lexicographic
-    // neighbour among the earlier rows.
-    let mut seen: BTreeSet<&[char]> = BTreeSet::new();
-    let mut hits = 0usize;
-    for text in &texts {
-        let text = text.as_slice();
-        let before = seen.range(..=text).next_back();
-        let after = seen.range(text..).next();
-        let best = [before, after].into_iter().flatten().map(|other| common_prefix(other, text)).max().unwrap_or(0);
-        hits += best;
-        seen.insert(text);
+    let mut tracker = PrefixHits::default();
+    let (mut hits, mut total) = (0u64, 0u64);
+    for row in rows {
+        let text: String = row.iter().map(AsRef::as_ref).collect();
+        hits += tracker.add(&text) as u64;
+        total += text.chars().count() as u64;
     }
-    (hits as u64, total as u64)
+    (hits, total)
 }
 
-fn common_prefix(a: &[char], b: &[char]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+/// Texts seen so far, in sending order: [`PrefixHits::add`] gives a new text's
+/// hit, the longest common prefix (in characters) with any earlier text.
+#[derive(Debug, Default)]
+pub struct PrefixHits {
+    seen: BTreeSet<String>,
+}
+
+impl PrefixHits {
+    pub fn add(&mut self, text: &str) -> usize {
+        // The longest common prefix with any earlier text is reached at a
+        // lexicographic neighbour (UTF-8 byte order is code-point order).
+        let before = self.seen.range::<str, _>((Unbounded, Excluded(text))).next_back();
+        let after = self.seen.range::<str, _>((Included(text), Unbounded)).next();
+        let hit = [before, after].into_iter().flatten().map(|other| common_chars(other, text)).max().unwrap_or(0);
+        self.seen.insert(text.to_string());
+        hit
+    }
+
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
+fn common_chars(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
 }
 
 #[cfg(test)]
