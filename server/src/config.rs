@@ -3,7 +3,7 @@
 //! runs at start-up so that a bad value stops the server with a clear message.
 //!
 //! Environment names: `TAG_LISTEN`, `TAG_DATA_DIR`, `TAG_DATASETS_DIR`,
-//! `TAG_BUNDLED_DATASETS`, `TAG_LLM_BACKEND`, `TAG_LLM_BASE_URL`, `TAG_LLM_MODEL`,
+//! `TAG_BUNDLED_DATASETS`, `TAG_WEB_DIR`, `TAG_LLM_BACKEND`, `TAG_LLM_BASE_URL`, `TAG_LLM_MODEL`,
 //! `TAG_LLM_API_KEY`, `TAG_LLM_MODEL_PATH`,
 //! `TAG_LLM_<FIELD>` for the other [`LlmConfig`] fields, `TAG_QUERY_<FIELD>` for
 //! [`QueryConfig`] and `TAG_CACHE_<FIELD>` for [`CacheConfig`].
@@ -32,6 +32,8 @@ pub struct Config {
     pub bundled_datasets: bool,
     /// Largest accepted request body in bytes. Default 1 MiB.
     pub max_body_bytes: usize,
+    /// The chat page's built bundle (Trunk's `dist`), served at `/`. Default `./dist`.
+    pub web_dir: PathBuf,
     pub llm: LlmConfig,
     pub query: QueryConfig,
     pub cache: CacheConfig,
@@ -142,6 +144,7 @@ impl Default for Config {
             datasets_dir: None,
             bundled_datasets: true,
             max_body_bytes: 1024 * 1024,
+            web_dir: PathBuf::from("dist"),
             llm: LlmConfig::default(),
             query: QueryConfig::default(),
             cache: CacheConfig::default(),
@@ -221,7 +224,7 @@ impl Config {
         // These TAG_* variables are read elsewhere (the file's path, the log filter,
         // the test harness and its model requirement); every other TAG_* variable
         // must name a setting.
-        let not_settings = ["CONFIG", "LOG", "SERVER_BIN", "REQUIRE_MODEL"];
+        let not_settings = ["CONFIG", "LOG", "SERVER_BIN", "REQUIRE_MODEL", "REQUIRE_BROWSER"];
         figment = figment.merge(Env::prefixed("TAG_").ignore(&not_settings).map(|k| env_key(k.as_str()).into()));
         let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;

@@ -16,6 +16,7 @@ const HELP: &[(&str, &str)] = &[
     ("tag_questions_total", "questions answered by /v1/ask and the CLI"),
     ("tag_sql_queries_total", "queries run through /v1/sql"),
     ("tag_errors_total", "failed requests by error code"),
+    ("tag_feedback_total", "thumbs up/down given to answers, by rating"),
     ("tag_llm_calls_total", "LLM calls by stage"),
     ("tag_llm_prompt_tokens_total", "prompt tokens by stage"),
     ("tag_llm_cached_prompt_tokens_total", "prompt tokens served from the LLM server's prefix cache, by stage"),

@@ -410,3 +410,70 @@ async fn cli_asks_and_runs_sql_in_process() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("TAG_LLM_BASE_URL"), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_is_stored_per_answer_and_validated() {
+    let llm = ScriptedLlm::start().await;
+    script_nolan(&llm);
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &llm_env(&llm), &[]);
+    let client = reqwest::Client::new();
+    let (status, answer) =
+        post(&client, &server.url("/v1/ask"), json!({"question": NOLAN_QUESTION, "dataset": "movies"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let turn_id = answer["turn_id"].as_i64().unwrap();
+
+    let (status, stored) =
+        post(&client, &server.url("/v1/feedback"), json!({"turn_id": turn_id, "rating": "down", "comment": " wrong film "})).await;
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!((stored["rating"].as_str(), stored["comment"].as_str()), (Some("down"), Some("wrong film")));
+    assert_eq!(stored["question"], NOLAN_QUESTION);
+    let (status, _) = post(&client, &server.url("/v1/feedback"), json!({"turn_id": turn_id, "rating": "up"})).await;
+    assert_eq!(status, 201);
+    let all: Value = client.get(server.url("/v1/feedback")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "the second verdict replaces the first: {all}");
+    assert_eq!((all[0]["rating"].as_str(), &all[0]["comment"]), (Some("up"), &Value::Null));
+
+    let (status, body) = post(&client, &server.url("/v1/feedback"), json!({"turn_id": turn_id, "rating": "meh"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, body) = post(&client, &server.url("/v1/feedback"), json!({"turn_id": turn_id + 100, "rating": "up"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, body) = post(&client, &server.url("/v1/feedback"), json!({"rating": "up"})).await;
+    assert_eq!(status, 400, "a missing turn_id is refused: {body}");
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tag_feedback_total{rating=\"up\"} 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_serves_the_page_bundle_or_says_how_to_build_it() {
+    let data = tempfile::tempdir().unwrap();
+    let bundle = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    let missing = bundle.path().join("missing");
+    let server = ServerProcess::start(data.path(), &[("TAG_WEB_DIR", missing.display().to_string())], &[]);
+    let response = client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let hint = response.text().await.unwrap();
+    assert!(hint.contains("The chat page is not built") && hint.contains(".ci/web"), "{hint}");
+    server.stop();
+
+    std::fs::write(bundle.path().join("index.html"), "<!doctype html><title>page</title>").unwrap();
+    std::fs::write(bundle.path().join("app-1234.js"), "console.log(1)").unwrap();
+    let server = ServerProcess::start(data.path(), &[("TAG_WEB_DIR", bundle.path().display().to_string())], &[]);
+    let response = client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(response.text().await.unwrap(), "<!doctype html><title>page</title>");
+    let script = client.get(server.url("/app-1234.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    let unknown = client.get(server.url("/v1/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "unknown API paths keep the JSON error");
+    let post = client.post(server.url("/app-1234.js")).send().await.unwrap();
+    assert_eq!(post.status(), 404, "only GET reaches the bundle");
+    assert_eq!(post.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    let traversal = client.get(server.url("/../Cargo.toml")).send().await.unwrap();
+    assert_eq!(traversal.status(), 404);
+}

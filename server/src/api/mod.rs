@@ -1,7 +1,8 @@
 //! The HTTP API (axum): `/v1/ask` (JSON or server-sent events), `/v1/sql` (JSON,
-//! CSV or Arrow IPC), datasets, conversations, `/healthz` and `/metrics`. Handlers
-//! are thin: they parse, call the engine and shape the response. Request bodies are
-//! size-limited and parsed by hand so that every bad input gets the JSON error.
+//! CSV or Arrow IPC), datasets, conversations, feedback, `/healthz` and `/metrics`,
+//! and the chat page's static bundle (`web_dir`) at `/`. Handlers are thin: they
+//! parse, call the engine and shape the response. Request bodies are size-limited
+//! and parsed by hand so that every bad input gets the JSON error.
 
 mod error;
 
@@ -10,12 +11,13 @@ use std::{convert::Infallible, sync::Arc};
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, DefaultBodyLimit, MatchedPath, Path, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{
         sse::{Event as SseEvent, KeepAlive, Sse},
         IntoResponse, Response,
     },
+    handler::HandlerWithoutStateExt,
     routing::{get, post},
     Json, Router,
 };
@@ -23,7 +25,8 @@ use futures::Stream;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
-use tower_http::{compression::CompressionLayer, trace::TraceLayer};
+use tower::ServiceExt;
+use tower_http::{compression::CompressionLayer, services::ServeDir, trace::TraceLayer};
 
 pub use error::ApiError;
 use error::ErrorCode;
@@ -54,7 +57,9 @@ pub fn app(engine: AppState) -> Router {
             "/v1/conversations/{id}",
             get(get_conversation).patch(rename_conversation).delete(delete_conversation),
         )
-        .fallback(not_found)
+        .route("/v1/feedback", get(list_feedback).post(add_feedback))
+        .route("/", get(index_page))
+        .fallback(static_file)
         .layer(middleware::from_fn_with_state(body_limit, refuse_large_bodies))
         .layer(middleware::from_fn_with_state(engine.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -103,6 +108,41 @@ async fn count_requests(State(engine): State<AppState>, request: Request, next: 
         engine.metrics.add("tag_errors_total", &format!("code=\"{code}\""), 1);
     }
     response
+}
+
+/// The chat page, or how to build it when the bundle is missing.
+async fn index_page(State(engine): State<AppState>) -> Response {
+    let index = engine.config.web_dir.join("index.html");
+    match tokio::fs::read(&index).await {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html).into_response(),
+        Err(_) => {
+            let dir = engine.config.web_dir.display().to_string();
+            let page = format!(
+                "<!doctype html><meta charset=utf-8><title>tag-server</title><h1>tag-server is running</h1>\
+                 <p>The chat page is not built: {} has no index.html. Build it with <code>.ci/web</code> \
+                 (or start the server with <code>./serve</code>, which does), or point <code>TAG_WEB_DIR</code> at a built bundle.</p>\
+                 <p>The HTTP API works without it: see <a href=\"/healthz\">/healthz</a> and <a href=\"/v1/datasets\">/v1/datasets</a>.</p>",
+                html_escape(&dir)
+            );
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+        }
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A file of the page's bundle (GET or HEAD), else the JSON 404.
+async fn static_file(State(engine): State<AppState>, request: Request) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return not_found().await.into_response();
+    }
+    let files = ServeDir::new(&engine.config.web_dir).fallback(not_found.into_service());
+    match files.oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -370,4 +410,40 @@ async fn rename_conversation(
 async fn delete_conversation(State(engine): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     engine.state.delete_conversation(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    turn_id: i64,
+    /// `up` or `down`.
+    rating: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+const MAX_COMMENT_CHARS: usize = 4000;
+
+/// Thumbs up or down on an answer (a turn), with an optional comment; a second
+/// verdict on the same turn replaces the first.
+async fn add_feedback(
+    State(engine): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: FeedbackRequest = parse_body(&headers, body)?;
+    if !matches!(request.rating.as_str(), "up" | "down") {
+        return Err(Error::InvalidRequest(format!("rating must be \"up\" or \"down\", not {:?}", request.rating)).into());
+    }
+    let comment = request.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+        return Err(Error::InvalidRequest(format!("the comment is longer than {MAX_COMMENT_CHARS} characters")).into());
+    }
+    let feedback = engine.state.set_feedback(request.turn_id, &request.rating, comment).await?;
+    engine.metrics.add("tag_feedback_total", &format!("rating=\"{}\"", feedback.rating), 1);
+    Ok((StatusCode::CREATED, Json(feedback)).into_response())
+}
+
+async fn list_feedback(State(engine): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(engine.state.feedback(None).await?).into_response())
 }

@@ -33,6 +33,17 @@ pub struct Turn {
     pub created_at: i64,
 }
 
+/// A reader's verdict on one answer: thumbs up or down, with an optional comment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Feedback {
+    pub turn_id: i64,
+    pub conversation_id: String,
+    pub question: String,
+    pub rating: String,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
 #[derive(Clone)]
 pub struct StateStore {
     conn: Arc<Mutex<Connection>>,
@@ -56,6 +67,12 @@ CREATE TABLE IF NOT EXISTS turns (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
+CREATE TABLE IF NOT EXISTS feedback (
+    turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+    rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment TEXT,
+    created_at INTEGER NOT NULL
+);
 ";
 
 fn now() -> i64 {
@@ -203,6 +220,49 @@ impl StateStore {
         })
         .await
     }
+
+    /// Records (or replaces) the feedback on a turn.
+    pub async fn set_feedback(&self, turn_id: i64, rating: &str, comment: Option<&str>) -> Result<Feedback> {
+        let (rating, comment) = (rating.to_string(), comment.map(str::to_string));
+        self.with(move |conn| {
+            let changed = conn.execute(
+                "INSERT INTO feedback (turn_id, rating, comment, created_at) SELECT id, ?2, ?3, ?4 FROM turns WHERE id = ?1
+                 ON CONFLICT (turn_id) DO UPDATE SET rating = excluded.rating, comment = excluded.comment, created_at = excluded.created_at",
+                params![turn_id, rating, comment, now()],
+            )?;
+            if changed == 0 {
+                return Err(Error::not_found("turn", turn_id.to_string()));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(self.feedback(Some(turn_id)).await?.remove(0))
+    }
+
+    /// Feedback on one turn, or on all turns (newest first).
+    pub async fn feedback(&self, turn_id: Option<i64>) -> Result<Vec<Feedback>> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT f.turn_id, t.conversation_id, t.question, f.rating, f.comment, f.created_at
+                 FROM feedback f JOIN turns t ON t.id = f.turn_id
+                 WHERE ?1 IS NULL OR f.turn_id = ?1 ORDER BY f.created_at DESC, f.turn_id DESC",
+            )?;
+            let rows = stmt
+                .query_map(params![turn_id], |row| {
+                    Ok(Feedback {
+                        turn_id: row.get(0)?,
+                        conversation_id: row.get(1)?,
+                        question: row.get(2)?,
+                        rating: row.get(3)?,
+                        comment: row.get(4)?,
+                        created_at: row.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
 }
 
 fn conversation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
@@ -232,10 +292,18 @@ mod tests {
         let turns = store.turns(&id).await.unwrap();
         assert_eq!(turns.len(), 1);
         assert_eq!(turns[0].question, "q1");
+        let feedback = store.set_feedback(turns[0].id, "down", Some("wrong year")).await.unwrap();
+        assert_eq!((feedback.rating.as_str(), feedback.question.as_str()), ("down", "q1"));
+        store.set_feedback(turns[0].id, "up", None).await.unwrap();
+        let all = store.feedback(None).await.unwrap();
+        assert_eq!(all.len(), 1, "a second verdict replaces the first");
+        assert_eq!((all[0].rating.as_str(), all[0].comment.as_deref()), ("up", None));
+        assert!(matches!(store.set_feedback(turns[0].id + 1, "up", None).await, Err(Error::NotFound { .. })));
         store.rename_conversation(&id, "renamed").await.unwrap();
         assert_eq!(store.conversation(&id).await.unwrap().title, "renamed");
         store.delete_conversation(&id).await.unwrap();
         assert!(matches!(store.conversation(&id).await, Err(Error::NotFound { .. })));
         assert!(store.turns(&id).await.unwrap().is_empty());
+        assert!(store.feedback(None).await.unwrap().is_empty(), "feedback goes with its conversation");
     }
 }

@@ -1,0 +1,364 @@
+//! One turn of the thread: the question, the live stage, the answer (Markdown,
+//! rendered safely), and its evidence: the SQL (highlighted, copy, edit and run),
+//! the result table (sortable, paginated, CSV), a chart drawn from the data, the
+//! statistics, and thumbs up/down feedback.
+
+use leptos::{prelude::*, task::spawn_local};
+use serde_json::{json, Value};
+use wasm_bindgen::JsCast;
+
+use crate::{
+    api::{self, ApiError, TableData},
+    app::{Ctx, Turn},
+    render::{self, ChartKind, ChartSpec},
+};
+
+#[component]
+pub fn TurnView(turn: Turn) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    view! {
+        <article class="turn">
+            <div class="question"><p>{turn.question.get_value()}</p></div>
+            <div class="reply">
+                {move || turn.stage.get().map(|stage| view! {
+                    <div class="stage" role="status"><span class="spinner" aria-hidden="true"></span>{stage}</div>
+                })}
+                {move || turn.error.get().map(|error| view! {
+                    <div class="error-box" role="alert">
+                        <strong>{error_title(&error)}</strong>
+                        <p>{error.message.clone()}</p>
+                        <button on:click=move |_| ctx.retry(turn) disabled=move || ctx.running.get()>"Retry"</button>
+                    </div>
+                })}
+                <div class="answer markdown" inner_html=move || render::markdown(&turn.answer.get())></div>
+                {move || turn.sql.get().is_some().then(|| view! { <SqlPanel turn/> })}
+                {move || turn.table.get().map(|table| view! { <ResultView table/> })}
+                {move || match (turn.table.with(Option::is_none), turn.stored_rows.get()) {
+                    (true, Some(rows)) => Some(view! { <p class="muted small">{format!("{rows} rows; run the SQL to see them again.")}</p> }),
+                    _ => None,
+                }}
+                {move || turn.stats.get().map(|stats| view! { <StatsView stats/> })}
+                {move || turn.turn_id.get().map(|id| view! { <FeedbackView turn turn_id=id/> })}
+            </div>
+        </article>
+    }
+}
+
+fn error_title(error: &ApiError) -> &'static str {
+    match error.code.as_str() {
+        "stopped" => "Stopped",
+        "sql_error" | "invalid_sql" | "unsafe_sql" | "unanswerable" => "The SQL failed",
+        "llm_unavailable" | "llm_error" | "unreachable" => "The LLM or the server could not be reached",
+        "timeout" => "Timed out",
+        "not_found" => "Not found",
+        _ => "Something went wrong",
+    }
+}
+
+#[component]
+fn SqlPanel(turn: Turn) -> impl IntoView {
+    let editing = RwSignal::new(false);
+    let draft = RwSignal::new(String::new());
+    let running = RwSignal::new(false);
+    let run_error = RwSignal::new(None::<ApiError>);
+    let copied = RwSignal::new(false);
+    let sql = move || turn.sql.get().unwrap_or_default();
+
+    let copy = move |_| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.navigator().clipboard().write_text(&sql());
+            copied.set(true);
+        }
+    };
+    let edit = move |_| {
+        draft.set(sql());
+        editing.set(true);
+    };
+    let run = move |_| {
+        let text = if editing.get_untracked() { draft.get_untracked() } else { sql() };
+        running.set(true);
+        run_error.set(None);
+        spawn_local(async move {
+            let body = json!({"sql": text, "dataset": turn.dataset.get_value()});
+            match api::call::<Value>("POST", "/v1/sql", Some(body)).await {
+                Ok(result) => {
+                    turn.table.set(serde_json::from_value(result).ok());
+                    turn.sql.set(Some(text));
+                    editing.set(false);
+                }
+                Err(error) => run_error.set(Some(error)),
+            }
+            running.set(false);
+        });
+    };
+    view! {
+        <details class="sql-panel" open>
+            <summary>"SQL"</summary>
+            {move || if editing.get() {
+                view! {
+                    <textarea class="sql-editor" aria-label="Edit the SQL" rows="6" prop:value=move || draft.get()
+                        on:input=move |event| draft.set(event_target_value(&event))></textarea>
+                }.into_any()
+            } else {
+                view! { <pre class="sql"><code inner_html=move || render::highlight_sql(&sql())></code></pre> }.into_any()
+            }}
+            <div class="actions">
+                <button on:click=copy>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
+                {move || if editing.get() {
+                    view! { <button on:click=move |_| editing.set(false)>"Cancel"</button> }.into_any()
+                } else {
+                    view! { <button on:click=edit>"Edit"</button> }.into_any()
+                }}
+                <button class="primary" on:click=run disabled=move || running.get()>{move || if running.get() { "Running…" } else { "Run" }}</button>
+            </div>
+            {move || run_error.get().map(|error| view! {
+                <div class="error-box" role="alert"><strong>"The SQL failed"</strong><p>{error.message}</p></div>
+            })}
+        </details>
+    }
+}
+
+const PAGE_SIZE: usize = 10;
+
+#[component]
+fn ResultView(table: TableData) -> impl IntoView {
+    let sort = RwSignal::new(None::<(usize, bool)>);
+    let page = RwSignal::new(0usize);
+    let shown = table.rows.len();
+    let pages = shown.div_ceil(PAGE_SIZE).max(1);
+    let columns = table.columns.clone();
+    let chart = render::chart_spec(&table);
+    let table = StoredValue::new(table);
+    let sorted_rows = Memo::new(move |_| {
+        let mut rows = table.with_value(|t| t.rows.clone());
+        if let Some((column, ascending)) = sort.get() {
+            render::sort_rows(&mut rows, column, ascending);
+        }
+        rows
+    });
+    let (row_count, truncated) = table.with_value(|t| (t.row_count, t.truncated));
+    let download = move |_| table.with_value(|t| download_csv(&render::csv(t)));
+
+    view! {
+        <section class="result">
+            {chart.map(|spec| view! { <Chart spec/> })}
+            <div class="table-scroll">
+                <table class="data">
+                    <thead><tr>
+                        {columns.into_iter().enumerate().map(|(index, column)| {
+                            let state = move || match sort.get() {
+                                Some((c, true)) if c == index => "ascending",
+                                Some((c, false)) if c == index => "descending",
+                                _ => "none",
+                            };
+                            let arrow = move || match state() { "ascending" => " ▲", "descending" => " ▼", _ => "" };
+                            view! {
+                                <th aria-sort=state>
+                                    <button class="sort" title=column.data_type.clone() on:click=move |_| {
+                                        sort.update(|s| *s = match *s { Some((c, true)) if c == index => Some((index, false)), _ => Some((index, true)) });
+                                        page.set(0);
+                                    }>{column.name.clone()}{arrow}</button>
+                                </th>
+                            }
+                        }).collect_view()}
+                    </tr></thead>
+                    <tbody>
+                        {move || sorted_rows.with(|rows| rows.iter().skip(page.get() * PAGE_SIZE).take(PAGE_SIZE).map(|row| view! {
+                            <tr>{row.iter().map(|cell| {
+                                let numeric = cell.is_number();
+                                view! { <td class:num=numeric>{render::cell_text(cell)}</td> }
+                            }).collect_view()}</tr>
+                        }).collect_view())}
+                    </tbody>
+                </table>
+            </div>
+            <div class="table-footer">
+                <span class="row-count">{move || {
+                    let first = if shown == 0 { 0 } else { page.get() * PAGE_SIZE + 1 };
+                    let last = (page.get() * PAGE_SIZE + PAGE_SIZE).min(shown);
+                    format!("Rows {first}–{last} of {row_count}")
+                }}</span>
+                {(pages > 1).then(|| view! {
+                    <button aria-label="Previous page" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"‹"</button>
+                    <span class="small">{move || format!("page {} of {pages}", page.get() + 1)}</span>
+                    <button aria-label="Next page" disabled=move || { page.get() + 1 >= pages } on:click=move |_| page.update(|p| *p += 1)>"›"</button>
+                })}
+                <button on:click=download>"Download CSV"</button>
+            </div>
+            {truncated.then(|| view! {
+                <p class="notice">{format!("Truncated: the query returned {row_count} rows; the first {shown} are shown.")}</p>
+            })}
+        </section>
+    }
+}
+
+fn download_csv(csv: &str) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let parts = js_sys::Array::of1(&csv.into());
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("text/csv;charset=utf-8");
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else { return };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+    if let Ok(link) = document.create_element("a") {
+        if let Ok(link) = link.dyn_into::<web_sys::HtmlAnchorElement>() {
+            link.set_href(&url);
+            link.set_download("result.csv");
+            link.click();
+        }
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
+
+const CHART_WIDTH: f64 = 640.0;
+const CHART_HEIGHT: f64 = 220.0;
+const MARGIN_LEFT: f64 = 56.0;
+const MARGIN_BOTTOM: f64 = 48.0;
+
+/// A bar or line chart of the data, drawn as SVG by the page (no generated code).
+#[component]
+fn Chart(spec: ChartSpec) -> impl IntoView {
+    let max = spec.points.iter().map(|p| p.1).fold(0.0_f64, f64::max);
+    let min = spec.points.iter().map(|p| p.1).fold(0.0_f64, f64::min);
+    let span = if max - min > 0.0 { max - min } else { 1.0 };
+    let plot_w = CHART_WIDTH - MARGIN_LEFT - 8.0;
+    let plot_h = CHART_HEIGHT - MARGIN_BOTTOM - 8.0;
+    let y = move |v: f64| 8.0 + plot_h * (max - v) / span;
+    let n = spec.points.len() as f64;
+    let step = plot_w / n;
+    let label_every = (spec.points.len() / 12).max(1);
+    let title = format!("{} by {}", spec.value_column, spec.label_column);
+    let marks = match spec.kind {
+        ChartKind::Bar => spec
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, (label, value))| {
+                let (top, bottom) = (y(value.max(0.0)), y(value.min(0.0)));
+                view! {
+                    <rect class="bar" x=MARGIN_LEFT + i as f64 * step + step * 0.1 y=top width=step * 0.8 height=(bottom - top).max(1.0)>
+                        <title>{format!("{label}: {value}")}</title>
+                    </rect>
+                }
+            })
+            .collect_view()
+            .into_any(),
+        ChartKind::Line => {
+            let points: Vec<String> =
+                spec.points.iter().enumerate().map(|(i, (_, v))| format!("{:.1},{:.1}", MARGIN_LEFT + (i as f64 + 0.5) * step, y(*v))).collect();
+            view! { <polyline class="line" fill="none" points=points.join(" ")></polyline> }.into_any()
+        }
+    };
+    let labels = spec
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % label_every == 0)
+        .map(|(i, (label, _))| {
+            let short: String = if label.chars().count() > 14 { label.chars().take(13).chain(['…']).collect() } else { label.clone() };
+            view! { <text class="axis" x=MARGIN_LEFT + (i as f64 + 0.5) * step y=CHART_HEIGHT - MARGIN_BOTTOM + 16.0 text-anchor="middle">{short}</text> }
+        })
+        .collect_view();
+    view! {
+        <figure class="chart">
+            <svg viewBox=format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}") role="img" aria-label=title.clone()>
+                <line class="axis-line" x1=MARGIN_LEFT y1=y(0.0) x2=CHART_WIDTH - 8.0 y2=y(0.0)></line>
+                <text class="axis" x=MARGIN_LEFT - 6.0 y=y(max) + 4.0 text-anchor="end">{format_number(max)}</text>
+                <text class="axis" x=MARGIN_LEFT - 6.0 y=y(min) + 4.0 text-anchor="end">{format_number(min)}</text>
+                {marks}
+                {labels}
+            </svg>
+            <figcaption class="small muted">{title}</figcaption>
+        </figure>
+    }
+}
+
+fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[component]
+fn StatsView(stats: Value) -> impl IntoView {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let execution = &stats["execution"];
+    let rows = vec![
+        ("Time", format!(
+            "SQL {} ms · query {} ms · answer {} ms · total {} ms",
+            n(&stats["synthesis_ms"]), n(&stats["execution_ms"]), n(&stats["generation_ms"]), n(&stats["total_ms"])
+        )),
+        ("LLM calls", format!("{} (operators {})", n(&stats["llm"]["calls"]), n(&execution["llm_calls"]))),
+        ("Tokens", format!(
+            "{} prompt · {} completion · {} cached",
+            n(&stats["llm"]["prompt_tokens"]), n(&stats["llm"]["completion_tokens"]), n(&stats["llm"]["cached_prompt_tokens"])
+        )),
+        ("Operators", format!(
+            "{} rows · {} distinct prompts · {} cache hits · {} reused in the query",
+            n(&execution["operator_rows"]), n(&execution["distinct_prompts"]), n(&execution["cache_hits"]), n(&execution["memo_hits"])
+        )),
+    ];
+    view! {
+        <details class="stats">
+            <summary>{format!("Statistics · {} ms · {} LLM calls", n(&stats["total_ms"]), n(&stats["llm"]["calls"]))}</summary>
+            <dl>{rows.into_iter().map(|(name, value)| view! { <dt>{name}</dt><dd>{value}</dd> }).collect_view()}</dl>
+        </details>
+    }
+}
+
+#[component]
+fn FeedbackView(turn: Turn, turn_id: i64) -> impl IntoView {
+    let comment = RwSignal::new(String::new());
+    let commenting = RwSignal::new(false);
+    let status = RwSignal::new(None::<String>);
+    let send = move |rating: String, comment: Option<String>| {
+        spawn_local(async move {
+            let body = json!({"turn_id": turn_id, "rating": rating, "comment": comment});
+            match api::call::<Value>("POST", "/v1/feedback", Some(body)).await {
+                Ok(_) => {
+                    turn.feedback.set(Some(rating));
+                    status.set(Some(if comment.is_some() { "Thanks, comment saved." } else { "Thanks!" }.into()));
+                }
+                Err(error) => status.set(Some(format!("Could not save the feedback: {}", error.message))),
+            }
+        });
+    };
+    let rate = move |rating: &'static str| {
+        move |_| {
+            commenting.set(true);
+            send(rating.to_string(), None);
+        }
+    };
+    let pressed = move |rating: &'static str| move || (turn.feedback.get().as_deref() == Some(rating)).to_string();
+    view! {
+        <div class="feedback">
+            <button class="icon thumb" aria-label="Good answer" aria-pressed=pressed("up") on:click=rate("up")><ThumbIcon down=false/></button>
+            <button class="icon thumb" aria-label="Bad answer" aria-pressed=pressed("down") on:click=rate("down")><ThumbIcon down=true/></button>
+            {move || status.get().map(|s| view! { <span class="small muted feedback-status">{s}</span> })}
+            {move || commenting.get().then(|| view! {
+                <form class="comment" on:submit=move |event: leptos::ev::SubmitEvent| {
+                    event.prevent_default();
+                    if let Some(rating) = turn.feedback.get_untracked() {
+                        send(rating, Some(comment.get_untracked()));
+                        commenting.set(false);
+                    }
+                }>
+                    <input type="text" aria-label="Comment on this answer (optional)" placeholder="What was right or wrong? (optional)"
+                        prop:value=move || comment.get() on:input=move |event| comment.set(event_target_value(&event))/>
+                    <button type="submit">"Send comment"</button>
+                </form>
+            })}
+        </div>
+    }
+}
+
+/// A thumb drawn as SVG (emoji fonts are missing on many Linux desktops).
+#[component]
+fn ThumbIcon(down: bool) -> impl IntoView {
+    view! {
+        <svg class="thumb-icon" class:down=down viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
+            <path d="M2 21h4V9H2v12zm20-11c0-1.1-.9-2-2-2h-6.3l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L13.2 1 7.6 6.6C7.2 7 7 7.5 7 8v11c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z"/>
+        </svg>
+    }
+}
