@@ -94,6 +94,68 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// TAG-Bench data: the official query file and the five BIRD dev databases
+    /// (downloaded, or local copies), converted into DuckDB files in --db-dir.
+    Fetch {
+        #[arg(long, default_value = "tagbench-data")]
+        db_dir: PathBuf,
+        /// A local tag_queries.csv instead of downloading it.
+        #[arg(long)]
+        queries: Option<PathBuf>,
+        /// A local BIRD dev_databases folder (<db>/<db>.sqlite) instead of downloading.
+        #[arg(long)]
+        bird_dir: Option<PathBuf>,
+        /// The BIRD schema files with column descriptions (<db>.sql).
+        #[arg(long, default_value = "../shared/data/tagbench/bird_schemas")]
+        schemas: PathBuf,
+    },
+    /// Small databases with the five BIRD schemas and made-up rows (for trying the
+    /// harness without the real data).
+    Fixtures {
+        #[arg(long, default_value = "../shared/data/tagbench/bird_schemas")]
+        schemas: PathBuf,
+        #[arg(long, default_value = "tagbench-fixtures")]
+        db_dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        rows: usize,
+    },
+    /// Runs TAG-Bench methods with the LLM the server is configured with (TAG_LLM_*)
+    /// and writes <out>/<method>.json and <out>/report.md. An interrupted run
+    /// resumes where it stopped.
+    Run {
+        #[arg(long, default_value = "tagbench-data/tag_queries.csv")]
+        queries: PathBuf,
+        #[arg(long, default_value = "tagbench-data")]
+        db_dir: PathBuf,
+        #[arg(long, default_value = "tagbench-runs/latest")]
+        out: PathBuf,
+        /// Methods to run (repeatable or comma-separated); default: all.
+        #[arg(long, value_delimiter = ',')]
+        method: Vec<tag_bench::tagbench::methods::Method>,
+        /// Only these query IDs, e.g. --only 0,1,3.
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<u32>>,
+        /// Queries in flight at once.
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Start over instead of resuming.
+        #[arg(long)]
+        fresh: bool,
+        /// A plans file instead of the project's (bench/tagbench/plans.toml).
+        #[arg(long)]
+        plans: Option<PathBuf>,
+        /// RAG: rows embedded per table.
+        #[arg(long, default_value_t = 2000)]
+        rag_rows_per_table: usize,
+        #[arg(long, default_value_t = 10)]
+        rag_top_k: usize,
+        #[arg(long, default_value = "text-embedding-3-small", env = "TAG_EMBEDDING_MODEL")]
+        embedding_model: String,
+    },
+    /// Prints the Markdown tables of finished runs (<out>/<method>.json files).
+    Report { runs: Vec<PathBuf> },
+    /// Compares two runs: both summaries and the queries one got right and the other not.
+    Compare { first: PathBuf, second: PathBuf },
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -155,6 +217,65 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", report.table());
             }
+        }
+        Command::Fetch { db_dir, queries, bird_dir, schemas } => {
+            let schemas = schemas.is_dir().then_some(schemas);
+            tag_bench::tagbench::fetch(&db_dir, queries.as_deref(), bird_dir.as_deref(), schemas.as_deref()).await?;
+        }
+        Command::Fixtures { schemas, db_dir, rows } => tag_bench::tagbench::fixtures(&schemas, &db_dir, rows)?,
+        Command::Run {
+            queries,
+            db_dir,
+            out,
+            method,
+            only,
+            parallel,
+            fresh,
+            plans,
+            rag_rows_per_table,
+            rag_top_k,
+            embedding_model,
+        } => {
+            use tag_bench::tagbench::{self, methods::Method};
+            let plans_text = match plans {
+                Some(path) => std::fs::read_to_string(&path)?,
+                None => tagbench::PLANS.to_string(),
+            };
+            let methods = if method.is_empty() {
+                vec![Method::Handwritten, Method::Tag, Method::Text2sql, Method::Text2sqlLm, Method::Rag, Method::RetrievalRank]
+            } else {
+                method
+            };
+            let config_file = std::env::var_os("TAG_CONFIG").map(PathBuf::from);
+            let options = tagbench::RunOptions {
+                config: tag_server::Config::load(config_file.as_deref())?,
+                queries,
+                db_dir,
+                out: out.clone(),
+                methods,
+                only,
+                parallel,
+                fresh,
+                plans: tagbench::parse_plans(&plans_text)?,
+                rag: tagbench::methods::RagSettings {
+                    max_rows_per_table: rag_rows_per_table,
+                    top_k: rag_top_k,
+                    rerank_candidates: rag_top_k * 3,
+                    embedding_model,
+                },
+            };
+            let runs = tagbench::run(options).await?;
+            let table = tagbench::report::markdown(&runs);
+            std::fs::write(out.join("report.md"), &table)?;
+            print!("{table}");
+        }
+        Command::Report { runs } => {
+            let runs = runs.iter().map(|p| tag_bench::tagbench::report::read_run(p)).collect::<anyhow::Result<Vec<_>>>()?;
+            print!("{}", tag_bench::tagbench::report::markdown(&runs));
+        }
+        Command::Compare { first, second } => {
+            let (a, b) = (tag_bench::tagbench::report::read_run(&first)?, tag_bench::tagbench::report::read_run(&second)?);
+            print!("{}", tag_bench::tagbench::report::compare(&a, &b));
         }
     }
     Ok(())

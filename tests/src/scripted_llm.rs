@@ -1,7 +1,8 @@
 //! A deterministic OpenAI-compatible chat-completions server for tests. It answers
 //! by rules (first matching regex over the last user message wins), records every
 //! request, reports usage, streams when asked, and misbehaves on demand: HTTP
-//! errors, delays, malformed JSON. It is a test double and lives only in tests.
+//! errors, delays, malformed JSON. It also serves deterministic bag-of-words
+//! `/v1/embeddings`. It is a test double and lives only in tests.
 
 use std::{
     collections::VecDeque,
@@ -76,7 +77,10 @@ impl ScriptedLlm {
     /// Starts the server on a free loopback port, on the current tokio runtime.
     pub async fn start() -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let address = listener.local_addr().expect("local address");
         tokio::spawn(async move {
@@ -136,6 +140,42 @@ impl ScriptedLlm {
 
 fn approximate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
+}
+
+/// Dimensions of the scripted embeddings.
+const EMBEDDING_DIMENSIONS: usize = 64;
+
+/// A deterministic bag-of-words embedding: each lower-cased word adds 1 to a
+/// dimension chosen by its hash, so texts that share words are close in cosine.
+pub fn scripted_embedding(text: &str) -> Vec<f32> {
+    use std::hash::{Hash, Hasher};
+    let mut vector = vec![0.0f32; EMBEDDING_DIMENSIONS];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        word.to_lowercase().hash(&mut hasher);
+        vector[(hasher.finish() % EMBEDDING_DIMENSIONS as u64) as usize] += 1.0;
+    }
+    vector
+}
+
+/// `/v1/embeddings`: one [`scripted_embedding`] per input, OpenAI's answer shape.
+async fn embeddings(body: String) -> Response {
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "request is not JSON").into_response();
+    };
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or("").to_string()).collect(),
+        _ => return (StatusCode::BAD_REQUEST, "input must be a string or a list of strings").into_response(),
+    };
+    let tokens: u64 = inputs.iter().map(|i| approximate_tokens(i)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": scripted_embedding(text)}))
+        .collect();
+    Json(json!({"object": "list", "data": data, "model": request["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+        .into_response()
 }
 
 async fn chat(State(shared): State<Arc<Mutex<Shared>>>, body: String) -> Response {

@@ -5,7 +5,7 @@
 
 pub mod cache;
 pub mod embedded;
-mod http;
+pub mod http;
 pub mod model_store;
 mod openai;
 
