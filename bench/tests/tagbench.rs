@@ -186,3 +186,29 @@ async fn every_hand_written_plan_passes_the_checks_and_prepares() {
     let missing: Vec<u32> = queries.iter().map(|q| q.id).filter(|id| !plans.contains_key(id)).collect();
     assert!(missing.is_empty(), "queries without a hand-written plan: {missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_converts_local_copies_of_the_query_file_and_bird_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let bird = dir.path().join("dev_databases");
+    for db in tag_bench::tagbench::schema::DATABASES {
+        std::fs::create_dir_all(bird.join(db)).unwrap();
+        let conn = rusqlite::Connection::open(bird.join(db).join(format!("{db}.sqlite"))).unwrap();
+        conn.execute_batch("CREATE TABLE things (id integer, name text, score real); INSERT INTO things VALUES (1, 'a', 0.5), (2, 'b', NULL);").unwrap();
+    }
+    let queries = dir.path().join("tag_queries.csv");
+    std::fs::write(&queries, QUERIES).unwrap();
+    let db_dir = dir.path().join("data");
+    tagbench::fetch(&db_dir, Some(&queries), Some(&bird), None).await.unwrap();
+    assert_eq!(tagbench::queries::load(&db_dir.join("tag_queries.csv")).unwrap().len(), 4);
+    for db in tag_bench::tagbench::schema::DATABASES {
+        let conn = duckdb::Connection::open(tagbench::db::duckdb_path(&db_dir, db)).unwrap();
+        let count: i64 = conn.query_row("SELECT count(*) FROM things WHERE score IS NULL", [], |r| r.get(0)).unwrap();
+        assert_eq!(count, 1, "{db}");
+        assert!(db_dir.join(format!("{db}.toml")).is_file());
+    }
+    // A missing database is a clear error, not a partial success.
+    std::fs::remove_file(bird.join("formula_1/formula_1.sqlite")).unwrap();
+    let error = tagbench::fetch(&dir.path().join("other"), Some(&queries), Some(&bird), None).await.unwrap_err();
+    assert!(error.to_string().contains("formula_1.sqlite is missing"), "{error}");
+}
