@@ -52,6 +52,10 @@ enum Command {
         /// sem_filter on the filter workloads.
         #[arg(long)]
         lotus_python: Option<PathBuf>,
+        /// The engine answers operator inputs chunk by chunk as DuckDB hands them
+        /// over, instead of listing the whole input first (query.collect_inputs).
+        #[arg(long)]
+        chunked: bool,
         #[arg(long)]
         json: bool,
     },
@@ -175,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             slots,
             cache_blocks,
             lotus_python,
+            chunked,
             json,
         } => {
             let cost_model = tag_bench::cost_server::CostModel {
@@ -194,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
                 llm_api_key,
                 cost_model,
                 lotus_python,
+                collect_inputs: !chunked,
             };
             let report = tag_bench::ops::run(options).await?;
             if json {

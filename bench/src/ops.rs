@@ -97,6 +97,9 @@ pub struct Options<'a> {
     pub cost_model: CostModel,
     /// A Python interpreter with `lotus-ai` installed, to run LOTUS too.
     pub lotus_python: Option<std::path::PathBuf>,
+    /// The engine lists an operator's whole input first (`query.collect_inputs`);
+    /// `false` answers chunk by chunk, for comparison.
+    pub collect_inputs: bool,
 }
 
 pub async fn run(options: Options<'_>) -> anyhow::Result<OpsReport> {
@@ -138,11 +141,11 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<OpsReport> {
         if let Some(server) = &server {
             server.reset();
         }
-        let engine = with_server(engine_run(&llm_config, &dataset, state.path(), workload).await?, server.as_ref());
+        let engine = with_server(engine_run(&llm_config, &dataset, state.path(), workload, options.collect_inputs).await?, server.as_ref());
         if let Some(server) = &server {
             server.reset();
         }
-        let engine_rerun = with_server(engine_run(&llm_config, &dataset, state.path(), workload).await?, server.as_ref());
+        let engine_rerun = with_server(engine_run(&llm_config, &dataset, state.path(), workload, options.collect_inputs).await?, server.as_ref());
         let lotus = match (&options.lotus_python, workload.operator) {
             (Some(python), "llm_filter") => {
                 if let Some(server) = &server {
@@ -274,8 +277,9 @@ async fn lotus_run(python: &Path, csv: &Path, template: &str, base_url: &str, mo
 }
 
 /// The operator query through the engine (DuckDB, the operator UDF, the scheduler).
-async fn engine_run(config: &LlmConfig, dataset: &Path, state: &Path, workload: &Workload) -> anyhow::Result<Run> {
+async fn engine_run(config: &LlmConfig, dataset: &Path, state: &Path, workload: &Workload, collect_inputs: bool) -> anyhow::Result<Run> {
     let mut engine_config = Config::default();
+    engine_config.query.collect_inputs = collect_inputs;
     engine_config.data_dir = state.to_path_buf();
     engine_config.bundled_datasets = false;
     engine_config.llm = config.clone();

@@ -134,6 +134,10 @@ pub struct QueryConfig {
     /// Send operator prompts in the prefix-sharing (GGR) order, shared fields first.
     /// `false` sends rows in table order with the template's field order. Default true.
     pub reorder: bool,
+    /// Before running a query whose one row-wise operator's inputs are known from
+    /// its shape, list them (`SELECT DISTINCT ...`) and answer them all in one order,
+    /// instead of chunk by chunk as DuckDB hands them over. Default true.
+    pub collect_inputs: bool,
 }
 
 impl Default for Config {
@@ -186,6 +190,7 @@ impl Default for QueryConfig {
             answer_table_chars: 6000,
             rank_window: 10,
             reorder: true,
+            collect_inputs: true,
         }
     }
 }

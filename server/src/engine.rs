@@ -78,6 +78,7 @@ impl Engine {
             reduce_chunk_chars: config.query.answer_table_chars,
             cache: cache.clone(),
             reorder: config.query.reorder,
+            collect_inputs: config.query.collect_inputs,
         };
         let executor = Executor::new(registry, settings, Duration::from_secs(config.query.timeout_secs));
         let state = StateStore::open(&config.data_dir)?;

@@ -99,6 +99,26 @@ async fn filter_sees_only_rows_that_pass_the_ordinary_predicates() {
     assert!(table.rows.iter().all(|row| row[1].as_i64().unwrap() < 1950));
 }
 
+/// DuckDB rates an arithmetic predicate as costlier than an operator and would
+/// evaluate the operator first; the engine's guard keeps the cheap predicate first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predicates_duckdb_rates_as_costly_still_run_before_the_operator() {
+    let s = setup().await;
+    s.llm.on(r"Statement: \[title\] is an even-year film", "yes");
+    let expected = s.count("movies", "SELECT count(*) FROM movies WHERE year % 2 = 0 AND runtime_minutes * 2 > 200").await;
+    let table = s
+        .query_ok(
+            "movies",
+            "SELECT title, year FROM movies WHERE year % 2 = 0 AND llm_filter('{title} is an even-year film ({year})') \
+             AND runtime_minutes * 2 > 200",
+        )
+        .await;
+    let prompts = s.llm.requests_matching("even-year film");
+    assert_eq!(prompts.len() as u64, expected, "only rows passing both ordinary predicates reach the LLM");
+    assert!(prompts.iter().all(|p| field(p.last_user(), "year").parse::<i64>().unwrap() % 2 == 0));
+    assert_eq!(table.row_count, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_after_a_join_sees_only_joined_rows() {
     let s = setup().await;

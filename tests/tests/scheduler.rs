@@ -108,9 +108,8 @@ async fn prompts_are_sent_in_a_prefix_sharing_order_with_shared_fields_first() {
         let review = data.find("[r.review_text]").unwrap();
         assert!(data.find("[m.title]").unwrap() < review && data.find("[m.director]").unwrap() < review, "{prompt}");
     }
-    // ... and the reviews of one movie are sent one after another (GGR orders each
-    // chunk DuckDB hands the operator; a join's output may come in a few chunks, so
-    // a few movies straddle two).
+    // ... and the reviews of one movie are sent one after another (GGR's early
+    // stopping leaves a few movies in two runs).
     let titles: Vec<&str> = prompts.iter().map(|p| p.split("[m.title]: ").nth(1).unwrap().lines().next().unwrap()).collect();
     let changes = titles.windows(2).filter(|w| w[0] != w[1]).count();
     let movies: std::collections::HashSet<_> = titles.iter().collect();
@@ -168,4 +167,64 @@ async fn statistics_account_for_rows_prompts_hits_tokens_and_time() {
     assert!(stats.llm_wall_ms <= stats.elapsed_ms);
     let op = &stats.operators[0];
     assert_eq!((op.operator.as_str(), op.rows, op.cache_hits), ("llm_filter", rows_in, 0));
+}
+
+/// 3,000 items in 30 categories, interleaved (item i is in category i % 30), so
+/// DuckDB hands an operator over them in two chunks that both hold every category.
+fn interleaved_items(dir: &std::path::Path) -> std::path::PathBuf {
+    let dataset = dir.join("items");
+    std::fs::create_dir_all(&dataset).unwrap();
+    let mut csv = String::from("id,category,name\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("{i},category {:02},item {i}\n", i % 30));
+    }
+    std::fs::write(dataset.join("items.csv"), csv).unwrap();
+    dataset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_input_beyond_one_chunk_is_deduplicated_and_ordered_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let dataset = interleaved_items(data.path());
+    let sql = "SELECT id FROM items WHERE id % 3 = 0 AND llm_filter('{category} fits {name}') ORDER BY id";
+    let mut outcomes = Vec::new();
+    for collect in [true, false] {
+        let llm = ScriptedLlm::start().await;
+        llm.on(r"(?s)Statement: .*item \d*7\b", "no");
+        llm.on(r"Statement: \[category\] fits \[name\]", "yes");
+        let state = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data_dir = state.path().to_path_buf();
+        config.bundled_datasets = false;
+        config.llm.base_url = Some(llm.base_url());
+        config.llm.model = "scripted".into();
+        config.llm.concurrency = 1;
+        config.query.collect_inputs = collect;
+        let sources = DatasetSources { paths: vec![dataset.clone()] };
+        let engine = tokio::task::spawn_blocking(move || Engine::new(config, &sources)).await.unwrap().unwrap();
+        let options = QueryOptions { max_rows: 10_000, llm: engine.llm.clone(), progress: None };
+        let (_, table, stats) = engine.executor.run_table(&engine.catalog.get("items").unwrap(), sql, options).await.unwrap();
+        let prompts: Vec<String> = llm.requests_matching("fits").iter().map(|r| r.last_user().to_string()).collect();
+        let categories: Vec<String> = prompts.iter().map(|p| p.split("[category]: ").nth(1).unwrap().lines().next().unwrap().to_string()).collect();
+        let runs = categories.windows(2).filter(|w| w[0] != w[1]).count() + 1;
+        outcomes.push((table.rows, stats, prompts.len(), runs));
+    }
+    let (collected, chunked) = (&outcomes[0], &outcomes[1]);
+    // Only ids divisible by 3 reach the filter (the guard makes DuckDB keep that
+    // order): 1,000 rows, each a distinct input, in 10 categories.
+    assert_eq!(collected.1.operator_rows, 1000);
+    assert_eq!(collected.2, 1000, "every input is asked once");
+    eprintln!("runs of one category: {} whole input, {} chunk by chunk", collected.3, chunked.3);
+    // Ten categories: ordered at once they come in few runs (GGR's early stopping
+    // splits a few); chunk by chunk every chunk brings every category back.
+    assert!(collected.3 <= 20, "the whole input was ordered at once ({} runs)", collected.3);
+    assert!(chunked.3 > collected.3, "chunk by chunk, categories come back in every chunk ({} vs {} runs)", chunked.3, collected.3);
+    assert!(collected.0.len() < 1000 && !collected.0.is_empty(), "the scripted answers keep some rows and drop others");
+    // The same answers, rows and accounting either way.
+    assert_eq!(collected.0, chunked.0);
+    assert_eq!(chunked.2, 1000);
+    let (a, b) = (&collected.1, &chunked.1);
+    assert_eq!((a.operator_rows, a.distinct_prompts, a.memo_hits, a.llm_calls), (b.operator_rows, b.distinct_prompts, b.memo_hits, b.llm_calls));
+    assert_eq!((a.distinct_prompts, a.memo_hits), (1000, 0));
+    assert!(a.prefix_hit_rate > b.prefix_hit_rate, "{} vs {}", a.prefix_hit_rate, b.prefix_hit_rate);
 }

@@ -5,7 +5,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -29,6 +32,9 @@ pub struct OperatorSettings {
     pub cache: Option<Arc<ResponseCache>>,
     /// Order prompts for prefix sharing (GGR).
     pub reorder: bool,
+    /// Answer a row-wise operator's whole input before the query runs, when the
+    /// query's shape allows (`query.collect_inputs`).
+    pub collect_inputs: bool,
 }
 
 /// Counters of one operator within one query.
@@ -83,7 +89,11 @@ pub struct QueryContext {
     handle: tokio::runtime::Handle,
     pub settings: OperatorSettings,
     pub cancel: CancellationToken,
-    memo: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
+    memo: Mutex<HashMap<String, Arc<MemoEntry>>>,
+    /// Field orders chosen when the operator's whole input was answered ahead
+    /// (see `sql::collect`), by row key, so the operator's chunks lay their prompts
+    /// out the same way and find the answers.
+    field_orders: Mutex<HashMap<String, Vec<usize>>>,
     stats: Mutex<BTreeMap<String, OperatorStats>>,
     /// The first LLM failure, reported instead of DuckDB's wrapped message.
     failure: Mutex<Option<Error>>,
@@ -99,6 +109,7 @@ impl QueryContext {
             settings,
             cancel: CancellationToken::new(),
             memo: Mutex::new(HashMap::new()),
+            field_orders: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
             in_flight: Mutex::new(InFlight::default()),
@@ -171,31 +182,57 @@ impl QueryContext {
         }
     }
 
+    pub fn remember_field_order(&self, row_key: String, order: Vec<usize>) {
+        if let Ok(mut orders) = self.field_orders.lock() {
+            orders.insert(row_key, order);
+        }
+    }
+
+    pub fn field_order(&self, row_key: &str) -> Option<Vec<usize>> {
+        self.field_orders.lock().ok()?.get(row_key).cloned()
+    }
+
+    fn memo_entry(&self, key: String) -> Result<(Arc<MemoEntry>, bool)> {
+        let mut memo = self.memo.lock().map_err(|_| Error::Internal("memo lock poisoned".into()))?;
+        Ok(match memo.get(&key) {
+            Some(entry) => (entry.clone(), false),
+            None => {
+                let entry = Arc::new(MemoEntry::default());
+                memo.insert(key, entry.clone());
+                (entry, true)
+            }
+        })
+    }
+
     /// Asks the model one operator prompt; identical prompts within the query share
-    /// one call, even when they arrive concurrently.
+    /// one call, even when they arrive concurrently. The first time the operator
+    /// itself asks a prompt counts as a distinct prompt (also when it was answered
+    /// ahead), every later time as a memo hit.
     pub async fn ask(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
+        let (entry, _) = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
+        let first = !entry.asked_by_operator.swap(true, Ordering::SeqCst);
+        self.record(operator, |s| if first { s.distinct_prompts += 1 } else { s.memo_hits += 1 });
+        self.answer(operator, &entry, system, prompt, constraint).await
+    }
+
+    /// Answers a prompt ahead of the operator (whole-input collection): the answer
+    /// waits in the memo; nothing is counted as the operator's until it asks.
+    pub async fn ask_ahead(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
+        let (entry, _) = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
+        self.answer(operator, &entry, system, prompt, constraint).await
+    }
+
+    async fn answer(&self, operator: &str, entry: &MemoEntry, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
         let Some(llm) = self.llm.clone() else {
             return Err(Error::LlmNotConfigured("LLM operators need an LLM; TAG_LLM_BACKEND is none".into()));
         };
-        let key = format!("{system}\u{0}{prompt}");
-        let (cell, fresh) = {
-            let mut memo = self.memo.lock().map_err(|_| Error::Internal("memo lock poisoned".into()))?;
-            match memo.get(&key) {
-                Some(cell) => (cell.clone(), false),
-                None => {
-                    let cell = Arc::new(OnceCell::new());
-                    memo.insert(key, cell.clone());
-                    (cell, true)
-                }
-            }
-        };
-        self.record(operator, |s| if fresh { s.distinct_prompts += 1 } else { s.memo_hits += 1 });
         let request = ChatRequest {
             messages: vec![Message::system(system), Message::user(prompt)],
             max_tokens: self.settings.max_tokens,
             constraint,
         };
-        let answer = cell
+        let answer = entry
+            .cell
             .get_or_init(|| async {
                 let cache_key = self.settings.cache.as_ref().map(|_| ResponseCache::key(llm.backend(), llm.model(), &request));
                 if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
@@ -240,6 +277,13 @@ impl QueryContext {
             .await;
         answer.clone().map_err(Error::Llm)
     }
+}
+
+/// One prompt's answer within a query, and whether the operator has asked it yet.
+#[derive(Default)]
+struct MemoEntry {
+    cell: OnceCell<Answer>,
+    asked_by_operator: AtomicBool,
 }
 
 fn millis(d: Duration) -> u64 {

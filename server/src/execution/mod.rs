@@ -200,7 +200,15 @@ impl Executor {
         let mut interrupt = InterruptOnDrop { handle: conn.interrupt_handle(), armed: true };
         let task_dataset = dataset.clone();
         let executable = checked.executable.clone();
+        let ahead = checked.input_query.clone().filter(|_| self.settings.collect_inputs);
+        let task_context = context.clone();
         let mut task = tokio::task::spawn_blocking(move || {
+            if let Some(input) = &ahead {
+                if let Err(e) = answer_inputs_ahead(&conn, &task_context, input) {
+                    task_dataset.checkin(conn);
+                    return Err(e);
+                }
+            }
             let result = match conn.prepare(&executable) {
                 Ok(mut stmt) => collect(&mut stmt),
                 Err(e) => Err(Error::from(e)),
@@ -243,6 +251,79 @@ impl Executor {
             Err(e) => Err(context.take_failure().unwrap_or(e)),
         }
     }
+}
+
+/// Distinct inputs beyond this are left to the operator's chunks (memory bound).
+const MAX_COLLECTED_INPUTS: usize = 100_000;
+
+/// Lists the operator's distinct inputs with the query `sql::collect` derived, and
+/// answers them all ahead in one prefix-sharing order. A listing that fails (or
+/// is too long) is skipped: the query then runs as usual and reports its own
+/// errors. An LLM failure is the query's failure.
+fn answer_inputs_ahead(conn: &duckdb::Connection, context: &QueryContext, input: &crate::sql::collect::InputQuery) -> Result<()> {
+    let text_list = |value: Value| -> Option<Vec<Option<String>>> {
+        match value {
+            Value::List(items) => Some(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::Null => None,
+                        Value::Text(text) => Some(text),
+                        other => Some(format!("{other:?}")),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    let collected: Vec<Option<operators::RowArgs>> = {
+        let listing = conn.prepare(&input.sql);
+        let mut statement = match listing {
+            Ok(statement) => statement,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list the operator's inputs; answering chunk by chunk");
+                return Ok(());
+            }
+        };
+        let mut rows = match statement.query([]) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list the operator's inputs; answering chunk by chunk");
+                return Ok(());
+            }
+        };
+        let with_labels = input.operator == "llm_classify";
+        let mut collected = Vec::new();
+        loop {
+            let row = match rows.next() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "listing the operator's inputs failed; answering chunk by chunk");
+                    return Ok(());
+                }
+            };
+            if collected.len() >= MAX_COLLECTED_INPUTS {
+                return Ok(());
+            }
+            let query_id: Option<String> = row.get(0).ok().flatten();
+            let template: Option<String> = row.get(1).ok().flatten();
+            let own = if with_labels { row.get::<_, Value>(2).ok().and_then(text_list) } else { Some(Vec::new()) };
+            let fields = row.get::<_, Value>(if with_labels { 3 } else { 2 }).ok().and_then(text_list).unwrap_or_default();
+            collected.push(match (query_id, template, own) {
+                (Some(query_id), Some(template), Some(own)) => Some(operators::RowArgs {
+                    query_id,
+                    template,
+                    own: own.into_iter().flatten().collect(),
+                    fields,
+                    field_order: None,
+                }),
+                _ => None,
+            });
+        }
+        collected
+    };
+    operators::answer_ahead(context, input.operator, collected)
 }
 
 fn column_type_name(data_type: &DataType) -> String {

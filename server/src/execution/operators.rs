@@ -35,17 +35,23 @@ type CallResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// One row's arguments: template, the operator's own list (labels or items) and
 /// the values of the template's fields.
-struct RowArgs {
-    query_id: String,
-    template: String,
-    own: Vec<String>,
-    fields: Vec<Option<String>>,
+pub(crate) struct RowArgs {
+    pub(crate) query_id: String,
+    pub(crate) template: String,
+    pub(crate) own: Vec<String>,
+    pub(crate) fields: Vec<Option<String>>,
     /// The order the fields appear in the prompt, chosen for prefix sharing;
     /// `None` keeps the template's order.
-    field_order: Option<Vec<usize>>,
+    pub(crate) field_order: Option<Vec<usize>>,
 }
 
 impl RowArgs {
+    /// Identifies the row's input independently of the field order chosen for it.
+    fn key(&self) -> String {
+        let fields: Vec<String> = self.fields.iter().map(|f| f.as_deref().map_or("\u{1}".to_string(), str::to_string)).collect();
+        format!("{}\u{0}{}\u{0}{}", self.template, self.own.join("\u{1f}"), fields.join("\u{1f}"))
+    }
+
     fn field_names(&self) -> Vec<String> {
         let names = placeholders(&self.template);
         if names.len() == self.fields.len() {
@@ -78,8 +84,21 @@ impl RowArgs {
 /// rows have in common), and records the prefix hit rate of that order. Returns the
 /// indices of the non-NULL rows in sending order.
 fn schedule(ctx: &QueryContext, operator: &str, rows: &mut [Option<RowArgs>]) -> Vec<usize> {
-    let present: Vec<usize> = rows.iter().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i).collect();
-    let sending = if ctx.settings.reorder { prefix_sharing_order(rows, &present) } else { present };
+    // Rows answered ahead keep the field order they were asked with (their answers
+    // wait in the memo under that prompt); only the others are ordered here.
+    let mut answered_ahead = Vec::new();
+    let mut present = Vec::new();
+    for (i, row) in rows.iter_mut().enumerate() {
+        let Some(row) = row else { continue };
+        match ctx.field_order(&row.key()) {
+            Some(order) => {
+                row.field_order = Some(order);
+                answered_ahead.push(i);
+            }
+            None => present.push(i),
+        }
+    }
+    let mut sending = if ctx.settings.reorder && !present.is_empty() { prefix_sharing_order(rows, &present) } else { present };
     // Prefix hits of the distinct prompts' shared-first layout, in sending order.
     let mut seen = std::collections::HashSet::new();
     let texts: Vec<Vec<String>> = sending
@@ -94,7 +113,52 @@ fn schedule(ctx: &QueryContext, operator: &str, rows: &mut [Option<RowArgs>]) ->
         s.prompt_chars += total;
         s.shared_prefix_chars += shared;
     });
+    sending.extend(answered_ahead);
     sending
+}
+
+/// The user prompt and answer constraint of a row-wise operator's row.
+fn row_request(operator: &str, row: &RowArgs) -> Result<(String, Option<Constraint>)> {
+    Ok(match operator {
+        "llm_filter" => (prompts::filter(&row.template, &row.data()), Some(Constraint::YesNo)),
+        "llm_map" => (prompts::map(&row.template, &row.data()), None),
+        "llm_score" => (prompts::score(&row.template, &row.data()), Some(Constraint::UnitScore)),
+        "llm_classify" => {
+            if row.own.len() < 2 {
+                return Err(Error::Sql("llm_classify needs at least two labels".into()));
+            }
+            (prompts::classify(&row.template, &row.own, &row.data()), Some(Constraint::OneOf(row.own.clone())))
+        }
+        other => return Err(Error::Internal(format!("{other} is not a row-wise operator"))),
+    })
+}
+
+/// Answers a row-wise operator's whole input ahead of the query (collected by the
+/// query `sql::collect` derives): one GGR order over all distinct inputs, sent in
+/// that order; the chosen field orders are remembered so that the operator's
+/// chunks build the same prompts and find the answers in the memo.
+pub(crate) fn answer_ahead(ctx: &QueryContext, operator: &'static str, mut rows: Vec<Option<RowArgs>>) -> Result<()> {
+    let present: Vec<usize> = (0..rows.len()).collect();
+    let sending = if ctx.settings.reorder && !present.is_empty() { prefix_sharing_order(&mut rows, &present) } else { present };
+    let mut requests = Vec::with_capacity(sending.len());
+    for &i in &sending {
+        let Some(row) = rows[i].as_ref() else { continue };
+        let Ok(request) = row_request(operator, row) else { return Ok(()) };
+        ctx.remember_field_order(row.key(), row.field_order.clone().unwrap_or_else(|| (0..row.fields.len()).collect()));
+        requests.push(request);
+    }
+    let texts: Vec<Vec<String>> = sending
+        .iter()
+        .filter_map(|&i| rows[i].as_ref())
+        .map(|row| vec![format!("{}\n{}", row.template, row.data())])
+        .collect();
+    let (shared, total) = reorder::prefix_hits(&texts);
+    ctx.record(operator, |s| {
+        s.prompt_chars += total;
+        s.shared_prefix_chars += shared;
+    });
+    let work = try_join_all(requests.into_iter().map(|(prompt, constraint)| ctx.ask_ahead(operator, prompts::SYSTEM, prompt, constraint)));
+    ctx.block_on(work).map(drop)
 }
 
 /// Registers every operator on `conn`'s database.
@@ -311,7 +375,8 @@ macro_rules! scalar_operator {
 
 scalar_operator!(Filter, with_list: false, returns: LogicalTypeId::Boolean.into(), |output, registry, rows| {
     let answers = evaluate(registry, "llm_filter", &mut rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_filter", prompts::SYSTEM, prompts::filter(&row.template, &row.data()), Some(Constraint::YesNo)).await?;
+        let (prompt, constraint) = row_request("llm_filter", row)?;
+        let answer = ctx.ask("llm_filter", prompts::SYSTEM, prompt, constraint).await?;
         Ok(invalid(&ctx, "llm_filter", prompts::parse_yes_no(&answer)))
     })
     .map_err(to_duck_error)?;
@@ -321,7 +386,8 @@ scalar_operator!(Filter, with_list: false, returns: LogicalTypeId::Boolean.into(
 
 scalar_operator!(Map, with_list: false, returns: varchar(), |output, registry, rows| {
     let answers = evaluate(registry, "llm_map", &mut rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_map", prompts::SYSTEM, prompts::map(&row.template, &row.data()), None).await?;
+        let (prompt, constraint) = row_request("llm_map", row)?;
+        let answer = ctx.ask("llm_map", prompts::SYSTEM, prompt, constraint).await?;
         Ok(Some(answer.trim().to_string()))
     })
     .map_err(to_duck_error)?;
@@ -341,7 +407,8 @@ scalar_operator!(Knowledge, with_list: false, returns: varchar(), |output, regis
 
 scalar_operator!(Score, with_list: false, returns: LogicalTypeId::Double.into(), |output, registry, rows| {
     let answers = evaluate(registry, "llm_score", &mut rows, |ctx, row| async move {
-        let answer = ctx.ask("llm_score", prompts::SYSTEM, prompts::score(&row.template, &row.data()), Some(Constraint::UnitScore)).await?;
+        let (prompt, constraint) = row_request("llm_score", row)?;
+        let answer = ctx.ask("llm_score", prompts::SYSTEM, prompt, constraint).await?;
         Ok(invalid(&ctx, "llm_score", prompts::parse_score(&answer)))
     })
     .map_err(to_duck_error)?;
@@ -351,11 +418,8 @@ scalar_operator!(Score, with_list: false, returns: LogicalTypeId::Double.into(),
 
 scalar_operator!(Classify, with_list: true, returns: varchar(), |output, registry, rows| {
     let answers = evaluate(registry, "llm_classify", &mut rows, |ctx, row| async move {
-        if row.own.len() < 2 {
-            return Err(Error::Sql("llm_classify needs at least two labels".into()));
-        }
-        let prompt = prompts::classify(&row.template, &row.own, &row.data());
-        let answer = ctx.ask("llm_classify", prompts::SYSTEM, prompt, Some(Constraint::OneOf(row.own.clone()))).await?;
+        let (prompt, constraint) = row_request("llm_classify", row)?;
+        let answer = ctx.ask("llm_classify", prompts::SYSTEM, prompt, constraint).await?;
         Ok(invalid(&ctx, "llm_classify", prompts::parse_label(&answer, &row.own)))
     })
     .map_err(to_duck_error)?;

@@ -6,6 +6,8 @@
 //! never the original text, so a comment cannot smuggle a second statement in.
 
 mod anchors;
+pub mod collect;
+mod guard;
 pub mod operators;
 mod safety;
 pub mod template;
@@ -42,6 +44,9 @@ pub struct CheckedSql {
     pub executable: String,
     /// Names of the LLM operators the query calls, in order of appearance.
     pub operators: Vec<String>,
+    /// The query listing its one row-wise operator's distinct inputs, when the
+    /// shape allows it (see [`collect`]).
+    pub input_query: Option<collect::InputQuery>,
 }
 
 /// Parses, checks and rewrites `sql`. `query_id` is passed to every LLM operator
@@ -72,7 +77,13 @@ pub fn check(sql: &str, query_id: &str) -> Result<CheckedSql> {
         anchors::anchor_where_operators(&mut statement, query_id)?;
         topk::limit_before_operators(&mut statement)?;
     }
-    Ok(CheckedSql { original, executable: statement.to_string(), operators })
+    // The inputs are listed from the query as written; the guard below only makes
+    // DuckDB respect the same cheap-first order.
+    let input_query = if operators.is_empty() { None } else { collect::input_query(&statement) };
+    if !operators.is_empty() {
+        guard::guard_where_operators(&mut statement)?;
+    }
+    Ok(CheckedSql { original, executable: statement.to_string(), operators, input_query })
 }
 
 /// The first keyword of a statement, for error messages.

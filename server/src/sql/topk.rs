@@ -9,7 +9,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, Expr, GroupByExpr, LimitClause, ObjectNamePart, OrderByKind, SelectItem, SetExpr, Statement, Value,
+    visit_expressions, Expr, GroupByExpr, LimitClause, ObjectNamePart, OrderByKind, Select, SelectItem, SetExpr, Statement,
+    Value,
 };
 
 use super::operators::{find, parse_expr};
@@ -17,7 +18,7 @@ use crate::error::Result;
 
 /// Aggregates make a SELECT return one row per group; then the select list is not
 /// computed per input row and the rewrite does not apply.
-const AGGREGATES: &[&str] = &[
+pub(super) const AGGREGATES: &[&str] = &[
     "count", "sum", "avg", "mean", "min", "max", "list", "array_agg", "string_agg", "group_concat", "listagg",
     "median", "mode", "quantile", "quantile_cont", "quantile_disc", "stddev", "stddev_pop", "stddev_samp",
     "variance", "var_pop", "var_samp", "any_value", "first", "last", "arg_max", "arg_min", "argmax", "argmin",
@@ -26,7 +27,7 @@ const AGGREGATES: &[&str] = &[
     "covar_samp", "fsum", "favg", "sumkahan", "bitstring_agg",
 ];
 
-fn function_name(expr: &Expr) -> Option<String> {
+pub(super) fn function_name(expr: &Expr) -> Option<String> {
     match expr {
         Expr::Function(f) => match f.name.0.last() {
             Some(ObjectNamePart::Identifier(i)) => Some(i.value.to_ascii_lowercase()),
@@ -38,6 +39,29 @@ fn function_name(expr: &Expr) -> Option<String> {
 
 fn any_expr(expr: &Expr, mut test: impl FnMut(&Expr) -> bool) -> bool {
     visit_expressions(expr, |e| if test(e) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }).is_break()
+}
+
+/// A SELECT that returns one row per input row: no grouping, HAVING, QUALIFY,
+/// windows, TOP or INTO.
+pub(super) fn ungrouped(select: &Select) -> bool {
+    matches!(&select.group_by, GroupByExpr::Expressions(exprs, _) if exprs.is_empty())
+        && select.having.is_none()
+        && select.qualify.is_none()
+        && select.named_window.is_empty()
+        && select.top.is_none()
+        && select.into.is_none()
+}
+
+/// The expressions of the select list (wildcards left out).
+pub(super) fn projected(select: &Select) -> Vec<&Expr> {
+    select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Adds the QUALIFY when the top-level query has the shape; returns whether it did.
@@ -67,23 +91,10 @@ pub(super) fn limit_before_operators(statement: &mut Statement) -> Result<bool> 
         return Ok(false);
     }
     let SetExpr::Select(select) = query.body.as_mut() else { return Ok(false) };
-    let plain_select = select.distinct.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(exprs, _) if exprs.is_empty())
-        && select.having.is_none()
-        && select.qualify.is_none()
-        && select.named_window.is_empty()
-        && select.top.is_none();
-    if !plain_select {
+    if select.distinct.is_some() || !ungrouped(select) {
         return Ok(false);
     }
-    let projected: Vec<&Expr> = select
-        .projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
-            _ => None,
-        })
-        .collect();
+    let projected = projected(select);
     let has_operator = projected.iter().any(|e| any_expr(e, |x| function_name(x).is_some_and(|n| find(&n).is_some())));
     let has_aggregate_or_window = projected.iter().any(|e| {
         any_expr(e, |x| {
