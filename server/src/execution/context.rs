@@ -1,7 +1,7 @@
 //! Per-query LLM context: what an operator callback running inside DuckDB needs to
 //! reach the async LLM client (a runtime handle, never a nested runtime), the
 //! query's cancellation token, a memo so each distinct prompt is asked once per
-//! query, and per-operator statistics.
+//! query (and can be answered ahead of the operator), and per-operator statistics.
 
 use std::{
     collections::{BTreeMap, HashMap},

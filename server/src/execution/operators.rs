@@ -3,6 +3,8 @@
 //! joins; each call finds its query's [`QueryContext`] from the id the SQL front end
 //! passed as the first argument, asks the LLM for every distinct prompt of the
 //! chunk concurrently (bounded by the client), and writes strictly parsed answers.
+//! When the executor could list a row-wise operator's whole input first
+//! ([`answer_ahead`]), the chunks find their answers in the query's memo.
 //!
 //! All operators are registered volatile: DuckDB must not evaluate them while
 //! planning (constant folding would call the LLM during `prepare`), and must keep
@@ -99,7 +101,14 @@ fn schedule(ctx: &QueryContext, operator: &str, rows: &mut [Option<RowArgs>]) ->
         }
     }
     let mut sending = if ctx.settings.reorder && !present.is_empty() { prefix_sharing_order(rows, &present) } else { present };
-    // Prefix hits of the distinct prompts' shared-first layout, in sending order.
+    record_prefix_hits(ctx, operator, rows, &sending);
+    sending.extend(answered_ahead);
+    sending
+}
+
+/// Records the prefix hits of the distinct prompts' shared-first layout in
+/// sending order (the prefix hit rate's parts).
+fn record_prefix_hits(ctx: &QueryContext, operator: &str, rows: &[Option<RowArgs>], sending: &[usize]) {
     let mut seen = std::collections::HashSet::new();
     let texts: Vec<Vec<String>> = sending
         .iter()
@@ -113,8 +122,6 @@ fn schedule(ctx: &QueryContext, operator: &str, rows: &mut [Option<RowArgs>]) ->
         s.prompt_chars += total;
         s.shared_prefix_chars += shared;
     });
-    sending.extend(answered_ahead);
-    sending
 }
 
 /// The user prompt and answer constraint of a row-wise operator's row.
@@ -147,16 +154,7 @@ pub(crate) fn answer_ahead(ctx: &QueryContext, operator: &'static str, mut rows:
         ctx.remember_field_order(row.key(), row.field_order.clone().unwrap_or_else(|| (0..row.fields.len()).collect()));
         requests.push(request);
     }
-    let texts: Vec<Vec<String>> = sending
-        .iter()
-        .filter_map(|&i| rows[i].as_ref())
-        .map(|row| vec![format!("{}\n{}", row.template, row.data())])
-        .collect();
-    let (shared, total) = reorder::prefix_hits(&texts);
-    ctx.record(operator, |s| {
-        s.prompt_chars += total;
-        s.shared_prefix_chars += shared;
-    });
+    record_prefix_hits(ctx, operator, &rows, &sending);
     let work = try_join_all(requests.into_iter().map(|(prompt, constraint)| ctx.ask_ahead(operator, prompts::SYSTEM, prompt, constraint)));
     ctx.block_on(work).map(drop)
 }
