@@ -192,16 +192,9 @@ impl QueryContext {
         self.field_orders.lock().ok()?.get(row_key).cloned()
     }
 
-    fn memo_entry(&self, key: String) -> Result<(Arc<MemoEntry>, bool)> {
+    fn memo_entry(&self, key: String) -> Result<Arc<MemoEntry>> {
         let mut memo = self.memo.lock().map_err(|_| Error::Internal("memo lock poisoned".into()))?;
-        Ok(match memo.get(&key) {
-            Some(entry) => (entry.clone(), false),
-            None => {
-                let entry = Arc::new(MemoEntry::default());
-                memo.insert(key, entry.clone());
-                (entry, true)
-            }
-        })
+        Ok(memo.entry(key).or_default().clone())
     }
 
     /// Asks the model one operator prompt; identical prompts within the query share
@@ -209,7 +202,7 @@ impl QueryContext {
     /// itself asks a prompt counts as a distinct prompt (also when it was answered
     /// ahead), every later time as a memo hit.
     pub async fn ask(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
-        let (entry, _) = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
+        let entry = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
         let first = !entry.asked_by_operator.swap(true, Ordering::SeqCst);
         self.record(operator, |s| if first { s.distinct_prompts += 1 } else { s.memo_hits += 1 });
         self.answer(operator, &entry, system, prompt, constraint).await
@@ -218,7 +211,7 @@ impl QueryContext {
     /// Answers a prompt ahead of the operator (whole-input collection): the answer
     /// waits in the memo; nothing is counted as the operator's until it asks.
     pub async fn ask_ahead(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
-        let (entry, _) = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
+        let entry = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
         self.answer(operator, &entry, system, prompt, constraint).await
     }
 

@@ -72,7 +72,8 @@ impl ExecutionStats {
             llm_wall_ms: llm_wall.as_millis() as u64,
             ..Default::default()
         };
-        let (mut chars, mut shared) = (0, 0);
+        // The sums of the prefix hit rate's parts, to take the rate of the whole.
+        let mut prefix = OperatorStats::default();
         for op in &operators {
             stats.llm_ms += op.llm_ms;
             stats.operator_rows += op.rows;
@@ -81,10 +82,10 @@ impl ExecutionStats {
             stats.memo_hits += op.memo_hits;
             stats.cache_hits += op.cache_hits;
             stats.usage.add(op.usage);
-            chars += op.prompt_chars;
-            shared += op.shared_prefix_chars;
+            prefix.prompt_chars += op.prompt_chars;
+            prefix.shared_prefix_chars += op.shared_prefix_chars;
         }
-        stats.prefix_hit_rate = if chars == 0 { 0.0 } else { 100.0 * shared as f64 / chars as f64 };
+        stats.prefix_hit_rate = prefix.prefix_hit_rate();
         stats.operators = operators;
         stats
     }
@@ -261,6 +262,19 @@ const MAX_COLLECTED_INPUTS: usize = 100_000;
 /// is too long) is skipped: the query then runs as usual and reports its own
 /// errors. An LLM failure is the query's failure.
 fn answer_inputs_ahead(conn: &duckdb::Connection, context: &QueryContext, input: &crate::sql::collect::InputQuery) -> Result<()> {
+    match list_inputs(conn, input) {
+        Ok(Some(rows)) => operators::answer_ahead(context, input.operator, rows),
+        Ok(None) => Ok(()),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list the operator's inputs; answering chunk by chunk");
+            Ok(())
+        }
+    }
+}
+
+/// The operator's distinct inputs, read as its callback reads a chunk (a row with a
+/// NULL template or label list is `None`); `None` when there are too many.
+fn list_inputs(conn: &duckdb::Connection, input: &crate::sql::collect::InputQuery) -> duckdb::Result<Option<Vec<Option<operators::RowArgs>>>> {
     let text_list = |value: Value| -> Option<Vec<Option<String>>> {
         match value {
             Value::List(items) => Some(
@@ -276,54 +290,30 @@ fn answer_inputs_ahead(conn: &duckdb::Connection, context: &QueryContext, input:
             _ => None,
         }
     };
-    let collected: Vec<Option<operators::RowArgs>> = {
-        let listing = conn.prepare(&input.sql);
-        let mut statement = match listing {
-            Ok(statement) => statement,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot list the operator's inputs; answering chunk by chunk");
-                return Ok(());
-            }
-        };
-        let mut rows = match statement.query([]) {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot list the operator's inputs; answering chunk by chunk");
-                return Ok(());
-            }
-        };
-        let with_labels = input.operator == "llm_classify";
-        let mut collected = Vec::new();
-        loop {
-            let row = match rows.next() {
-                Ok(Some(row)) => row,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "listing the operator's inputs failed; answering chunk by chunk");
-                    return Ok(());
-                }
-            };
-            if collected.len() >= MAX_COLLECTED_INPUTS {
-                return Ok(());
-            }
-            let query_id: Option<String> = row.get(0).ok().flatten();
-            let template: Option<String> = row.get(1).ok().flatten();
-            let own = if with_labels { row.get::<_, Value>(2).ok().and_then(text_list) } else { Some(Vec::new()) };
-            let fields = row.get::<_, Value>(if with_labels { 3 } else { 2 }).ok().and_then(text_list).unwrap_or_default();
-            collected.push(match (query_id, template, own) {
-                (Some(query_id), Some(template), Some(own)) => Some(operators::RowArgs {
-                    query_id,
-                    template,
-                    own: own.into_iter().flatten().collect(),
-                    fields,
-                    field_order: None,
-                }),
-                _ => None,
-            });
+    let mut statement = conn.prepare(&input.sql)?;
+    let mut rows = statement.query([])?;
+    let with_labels = input.operator == "llm_classify";
+    let mut collected = Vec::new();
+    while let Some(row) = rows.next()? {
+        if collected.len() >= MAX_COLLECTED_INPUTS {
+            return Ok(None);
         }
-        collected
-    };
-    operators::answer_ahead(context, input.operator, collected)
+        let query_id: Option<String> = row.get(0)?;
+        let template: Option<String> = row.get(1)?;
+        let own = if with_labels { text_list(row.get(2)?) } else { Some(Vec::new()) };
+        let fields = text_list(row.get(if with_labels { 3 } else { 2 })?).unwrap_or_default();
+        collected.push(match (query_id, template, own) {
+            (Some(query_id), Some(template), Some(own)) => Some(operators::RowArgs {
+                query_id,
+                template,
+                own: own.into_iter().flatten().collect(),
+                fields,
+                field_order: None,
+            }),
+            _ => None,
+        });
+    }
+    Ok(Some(collected))
 }
 
 fn column_type_name(data_type: &DataType) -> String {

@@ -100,7 +100,7 @@ fn schedule(ctx: &QueryContext, operator: &str, rows: &mut [Option<RowArgs>]) ->
             None => present.push(i),
         }
     }
-    let mut sending = if ctx.settings.reorder && !present.is_empty() { prefix_sharing_order(rows, &present) } else { present };
+    let mut sending = sending_order(ctx, rows, present);
     record_prefix_hits(ctx, operator, rows, &sending);
     sending.extend(answered_ahead);
     sending
@@ -145,8 +145,8 @@ fn row_request(operator: &str, row: &RowArgs) -> Result<(String, Option<Constrai
 /// that order; the chosen field orders are remembered so that the operator's
 /// chunks build the same prompts and find the answers in the memo.
 pub(crate) fn answer_ahead(ctx: &QueryContext, operator: &'static str, mut rows: Vec<Option<RowArgs>>) -> Result<()> {
-    let present: Vec<usize> = (0..rows.len()).collect();
-    let sending = if ctx.settings.reorder && !present.is_empty() { prefix_sharing_order(&mut rows, &present) } else { present };
+    let all = (0..rows.len()).collect();
+    let sending = sending_order(ctx, &mut rows, all);
     let mut requests = Vec::with_capacity(sending.len());
     for &i in &sending {
         let Some(row) = rows[i].as_ref() else { continue };
@@ -259,6 +259,16 @@ fn context_for(registry: &QueryRegistry, rows: &[Option<RowArgs>]) -> Result<Arc
     registry.get(id).ok_or_else(|| {
         Error::Internal("LLM operators only run inside a query started by the server; the query id is unknown".into())
     })
+}
+
+/// The order to send the rows at `present` in: GGR's when reordering is on (it
+/// also sets each row's field order), else as they are.
+fn sending_order(ctx: &QueryContext, rows: &mut [Option<RowArgs>], present: Vec<usize>) -> Vec<usize> {
+    if ctx.settings.reorder && !present.is_empty() {
+        prefix_sharing_order(rows, &present)
+    } else {
+        present
+    }
 }
 
 /// GGR over the rows' fields (the template too, so rows of different call sites

@@ -12,11 +12,14 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectNamePart,
+    visit_expressions, BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
     SetExpr, Statement,
 };
 
-use super::topk::{function_name, projected, ungrouped, AGGREGATES};
+use super::{
+    operators::find,
+    topk::{any_expr, function_name, projected, ungrouped, AGGREGATES},
+};
 
 /// The operators whose inputs are one row's values (not a group's list).
 const ROW_WISE: &[&str] = &["llm_filter", "llm_map", "llm_score", "llm_classify"];
@@ -28,18 +31,13 @@ pub struct InputQuery {
     pub sql: String,
 }
 
+/// The name of the LLM operator `expr` calls, lower-cased.
 fn operator_name(expr: &Expr) -> Option<String> {
-    let Expr::Function(f) = expr else { return None };
-    match f.name.0.last() {
-        Some(ObjectNamePart::Identifier(i)) => {
-            let name = i.value.to_ascii_lowercase();
-            name.starts_with("llm_").then_some(name)
-        }
-        _ => None,
-    }
+    function_name(expr).filter(|name| find(name).is_some())
 }
 
-fn count_operators(expr: &Expr) -> usize {
+/// LLM operator calls anywhere in `expr`, subqueries included.
+pub(super) fn count_operators(expr: &Expr) -> usize {
     let mut n = 0;
     let _ = visit_expressions(expr, |e| {
         if operator_name(e).is_some() {
@@ -48,10 +46,6 @@ fn count_operators(expr: &Expr) -> usize {
         ControlFlow::<()>::Continue(())
     });
     n
-}
-
-fn contains(expr: &Expr, test: impl Fn(&Expr) -> bool) -> bool {
-    visit_expressions(expr, |e| if test(e) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }).is_break()
 }
 
 fn the_operator(expr: &Expr) -> Option<Expr> {
@@ -66,7 +60,8 @@ fn the_operator(expr: &Expr) -> Option<Expr> {
     found
 }
 
-fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
+/// The terms of a top-level AND chain (nested parentheses included).
+pub(super) fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
     match expr {
         Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
             conjuncts(left, out);
@@ -93,10 +88,7 @@ fn reaches_operator_always(expr: &Expr) -> bool {
             one_side(left, right) || one_side(right, left)
         }
         Expr::Function(f) if f.over.is_none() => {
-            let name = match f.name.0.last() {
-                Some(ObjectNamePart::Identifier(i)) => i.value.to_ascii_lowercase(),
-                _ => return false,
-            };
+            let Some(name) = function_name(expr) else { return false };
             if ["coalesce", "ifnull", "nullif", "if", "iif", "greatest", "least"].contains(&name.as_str()) {
                 return false;
             }
@@ -161,7 +153,7 @@ pub fn input_query(statement: &Statement) -> Option<InputQuery> {
         // In the select list or ORDER BY: every row of the FROM/WHERE reaches it, unless
         // the select list aggregates or uses windows (then rows are not 1:1).
         let aggregates = projected.iter().any(|e| {
-            contains(e, |x| matches!(x, Expr::Function(f) if f.over.is_some()) || is_aggregate(x))
+            any_expr(e, |x| matches!(x, Expr::Function(f) if f.over.is_some()) || is_aggregate(x))
         });
         let short = projected.iter().chain(order_keys.iter()).any(|e| count_operators(e) == 1 && !reaches_operator_always(e));
         if aggregates || short {

@@ -10,36 +10,18 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{visit_expressions, BinaryOperator, Expr, ObjectNamePart, Select, Statement, VisitMut, VisitorMut};
+use sqlparser::ast::{Expr, Select, Statement, VisitMut, VisitorMut};
 
-use super::operators::{find, parse_expr};
+use super::{
+    collect::{conjuncts, count_operators},
+    operators::parse_expr,
+};
 use crate::error::{Error, Result};
 
 pub(super) fn guard_where_operators(statement: &mut Statement) -> Result<()> {
     match statement.visit(&mut Guard) {
         ControlFlow::Break(error) => Err(error),
         ControlFlow::Continue(()) => Ok(()),
-    }
-}
-
-fn has_operator(expr: &Expr) -> bool {
-    visit_expressions(expr, |e| match e {
-        Expr::Function(f) if matches!(f.name.0.as_slice(), [ObjectNamePart::Identifier(i)] if find(&i.value).is_some()) => {
-            ControlFlow::Break(())
-        }
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
-}
-
-fn conjuncts(expr: Expr, out: &mut Vec<Expr>) {
-    match expr {
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
-            conjuncts(*left, out);
-            conjuncts(*right, out);
-        }
-        Expr::Nested(inner) if matches!(inner.as_ref(), Expr::BinaryOp { op: BinaryOperator::And, .. }) => conjuncts(*inner, out),
-        other => out.push(other),
     }
 }
 
@@ -51,8 +33,8 @@ impl VisitorMut for Guard {
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<Error> {
         let Some(selection) = select.selection.take() else { return ControlFlow::Continue(()) };
         let mut parts = Vec::new();
-        conjuncts(selection.clone(), &mut parts);
-        let (with_operators, ordinary): (Vec<Expr>, Vec<Expr>) = parts.into_iter().partition(has_operator);
+        conjuncts(&selection, &mut parts);
+        let (with_operators, ordinary): (Vec<Expr>, Vec<Expr>) = parts.into_iter().partition(|e| count_operators(e) > 0);
         if with_operators.is_empty() || ordinary.is_empty() {
             select.selection = Some(selection);
             return ControlFlow::Continue(());

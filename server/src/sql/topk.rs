@@ -37,7 +37,7 @@ pub(super) fn function_name(expr: &Expr) -> Option<String> {
     }
 }
 
-fn any_expr(expr: &Expr, mut test: impl FnMut(&Expr) -> bool) -> bool {
+pub(super) fn any_expr(expr: &Expr, mut test: impl FnMut(&Expr) -> bool) -> bool {
     visit_expressions(expr, |e| if test(e) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }).is_break()
 }
 
