@@ -13,13 +13,23 @@ use tag_server::{
 use tag_tests::scripted_llm::ScriptedLlm;
 
 async fn engine(llm: &ScriptedLlm, data_dir: &std::path::Path, configure: impl FnOnce(&mut Config)) -> Arc<Engine> {
+    engine_over(llm, data_dir, DatasetSources::default(), configure).await
+}
+
+/// The engine with `sources` added to the datasets the configuration loads.
+async fn engine_over(
+    llm: &ScriptedLlm,
+    data_dir: &std::path::Path,
+    sources: DatasetSources,
+    configure: impl FnOnce(&mut Config),
+) -> Arc<Engine> {
     let mut config = Config::default();
     config.data_dir = data_dir.to_path_buf();
     config.llm.base_url = Some(llm.base_url());
     config.llm.model = "scripted".into();
     config.llm.retry_base_ms = 5;
     configure(&mut config);
-    let engine = tokio::task::spawn_blocking(move || Engine::new(config, &DatasetSources::default()))
+    let engine = tokio::task::spawn_blocking(move || Engine::new(config, &sources))
         .await
         .unwrap()
         .expect("engine starts");
@@ -193,15 +203,13 @@ async fn a_whole_input_beyond_one_chunk_is_deduplicated_and_ordered_at_once() {
         llm.on(r"(?s)Statement: .*item \d*7\b", "no");
         llm.on(r"Statement: \[category\] fits \[name\]", "yes");
         let state = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = state.path().to_path_buf();
-        config.bundled_datasets = false;
-        config.llm.base_url = Some(llm.base_url());
-        config.llm.model = "scripted".into();
-        config.llm.concurrency = 1;
-        config.query.collect_inputs = collect;
         let sources = DatasetSources { paths: vec![dataset.clone()] };
-        let engine = tokio::task::spawn_blocking(move || Engine::new(config, &sources)).await.unwrap().unwrap();
+        let engine = engine_over(&llm, state.path(), sources, |c| {
+            c.bundled_datasets = false;
+            c.llm.concurrency = 1;
+            c.query.collect_inputs = collect;
+        })
+        .await;
         let options = QueryOptions { max_rows: 10_000, llm: engine.llm.clone(), progress: None };
         let (_, table, stats) = engine.executor.run_table(&engine.catalog.get("items").unwrap(), sql, options).await.unwrap();
         let prompts: Vec<String> = llm.requests_matching("fits").iter().map(|r| r.last_user().to_string()).collect();

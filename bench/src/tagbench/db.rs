@@ -87,36 +87,21 @@ pub struct Converted {
 fn coerce(value: rusqlite::types::ValueRef<'_>, duck_type: &str) -> Option<Value> {
     use rusqlite::types::ValueRef;
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_string();
+    // Blank text in a typed column is a missing value.
+    if let ValueRef::Text(t) = value {
+        if duck_type != "VARCHAR" && text(t).is_empty() {
+            return Some(Value::Null);
+        }
+    }
     Some(match (value, duck_type) {
         (ValueRef::Null, _) => Value::Null,
         (ValueRef::Integer(n), "BIGINT") => Value::BigInt(n),
         (ValueRef::Real(f), "BIGINT") if f.fract() == 0.0 => Value::BigInt(f as i64),
-        (ValueRef::Text(t), "BIGINT") => {
-            let t = text(t);
-            if t.is_empty() {
-                Value::Null
-            } else {
-                Value::BigInt(t.parse().ok()?)
-            }
-        }
+        (ValueRef::Text(t), "BIGINT") => Value::BigInt(text(t).parse().ok()?),
         (ValueRef::Integer(n), "DOUBLE") => Value::Double(n as f64),
         (ValueRef::Real(f), "DOUBLE") => Value::Double(f),
-        (ValueRef::Text(t), "DOUBLE") => {
-            let t = text(t);
-            if t.is_empty() {
-                Value::Null
-            } else {
-                Value::Double(t.parse().ok()?)
-            }
-        }
-        (ValueRef::Text(t), "DATE" | "TIMESTAMP") => {
-            let t = text(t);
-            if t.is_empty() {
-                Value::Null
-            } else {
-                Value::Text(t)
-            }
-        }
+        (ValueRef::Text(t), "DOUBLE") => Value::Double(text(t).parse().ok()?),
+        (ValueRef::Text(t), "DATE" | "TIMESTAMP") => Value::Text(text(t)),
         (ValueRef::Text(t), _) => Value::Text(String::from_utf8_lossy(t).into_owned()),
         (ValueRef::Integer(n), "VARCHAR") => Value::Text(n.to_string()),
         (ValueRef::Real(f), "VARCHAR") => Value::Text(f.to_string()),
