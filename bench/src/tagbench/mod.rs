@@ -64,23 +64,12 @@ pub fn parse_plans(text: &str) -> Result<HashMap<u32, String>> {
     Ok(out)
 }
 
+/// Downloads `url` to `path` through a `.partial` file, so an interrupted download
+/// is never taken for a finished one.
 async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<()> {
-    let response = client.get(url).send().await.with_context(|| format!("cannot reach {url}"))?;
-    if !response.status().is_success() {
-        bail!("{url} answered {}", response.status());
-    }
-    let bar = ProgressBar::new(response.content_length().unwrap_or(0));
-    bar.set_style(ProgressStyle::with_template("{msg} {bytes}/{total_bytes} {bar:40} {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
     let partial = path.with_extension("partial");
-    let mut file = std::fs::File::create(&partial)?;
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.with_context(|| format!("download of {url} interrupted"))?;
-        file.write_all(&chunk)?;
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish();
+    let label = url.rsplit('/').next().unwrap_or(url);
+    tag_server::llm::model_store::download(client, url, &partial, label, |_, _| {}).await.map_err(anyhow::Error::msg)?;
     std::fs::rename(&partial, path)?;
     Ok(())
 }

