@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use duckdb::{types::Value, Connection};
+use tag_server::sql::quote_ident;
 
-use super::schema::{self, duckdb_type, quote, Table};
+use super::schema::{self, duckdb_type, Table};
 
 pub fn duckdb_path(db_dir: &Path, db: &str) -> PathBuf {
     db_dir.join(format!("{db}.duckdb"))
@@ -18,8 +19,8 @@ pub fn duckdb_path(db_dir: &Path, db: &str) -> PathBuf {
 fn create_tables(conn: &Connection, tables: &[Table]) -> Result<()> {
     for table in tables {
         let columns: Vec<String> =
-            table.columns.iter().map(|c| format!("{} {}", quote(&c.name), duckdb_type(&c.data_type))).collect();
-        conn.execute_batch(&format!("CREATE TABLE {} ({})", quote(&table.name), columns.join(", ")))
+            table.columns.iter().map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.data_type))).collect();
+        conn.execute_batch(&format!("CREATE TABLE {} ({})", quote_ident(&table.name), columns.join(", ")))
             .with_context(|| format!("create table {}", table.name))?;
     }
     Ok(())
@@ -129,7 +130,7 @@ pub fn convert_sqlite(sqlite_file: &Path, db_dir: &Path, db: &str, schema_file: 
     };
     for name in names {
         let columns: Vec<schema::Column> = source
-            .prepare(&format!("PRAGMA table_info({})", quote(&name)))?
+            .prepare(&format!("PRAGMA table_info({})", quote_ident(&name)))?
             .query_map([], |row| {
                 Ok(schema::Column { name: row.get(1)?, data_type: row.get::<_, String>(2)?, description: String::new() })
             })?
@@ -152,8 +153,8 @@ pub fn convert_sqlite(sqlite_file: &Path, db_dir: &Path, db: &str, schema_file: 
     let mut report = Converted::default();
     for table in &tables {
         let types: Vec<&str> = table.columns.iter().map(|c| duckdb_type(&c.data_type)).collect();
-        let column_list: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
-        let mut statement = source.prepare(&format!("SELECT {} FROM {}", column_list.join(", "), quote(&table.name)))?;
+        let column_list: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let mut statement = source.prepare(&format!("SELECT {} FROM {}", column_list.join(", "), quote_ident(&table.name)))?;
         let mut rows = statement.query([])?;
         let mut appender = target.appender(&table.name)?;
         let mut count = 0u64;

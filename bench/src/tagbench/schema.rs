@@ -122,11 +122,6 @@ pub fn duckdb_type(sqlite_type: &str) -> &'static str {
     }
 }
 
-/// A double-quoted SQL identifier.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The dataset description the server reads beside a DuckDB file (`<db>.toml`):
 /// table and column descriptions, primary keys.
 pub fn dataset_toml(db: &str, tables: &[Table]) -> String {
