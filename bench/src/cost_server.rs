@@ -73,7 +73,7 @@ pub struct ServerTotals {
 impl ServerTotals {
     /// Prefix hit rate of the prompts in arrival order, percent.
     pub fn phr(&self) -> f64 {
-        100.0 * self.hit_chars as f64 / self.prompt_chars.max(1) as f64
+        tag_server::reorder::hit_rate(self.hit_chars, self.prompt_chars)
     }
 }
 

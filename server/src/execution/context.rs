@@ -65,11 +65,7 @@ pub struct OperatorStats {
 impl OperatorStats {
     /// Percent of prompt characters shared with an earlier prompt, in sending order.
     pub fn prefix_hit_rate(&self) -> f64 {
-        if self.prompt_chars == 0 {
-            0.0
-        } else {
-            100.0 * self.shared_prefix_chars as f64 / self.prompt_chars as f64
-        }
+        crate::reorder::hit_rate(self.shared_prefix_chars, self.prompt_chars)
     }
 }
 

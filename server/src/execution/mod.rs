@@ -72,8 +72,7 @@ impl ExecutionStats {
             llm_wall_ms: llm_wall.as_millis() as u64,
             ..Default::default()
         };
-        // The sums of the prefix hit rate's parts, to take the rate of the whole.
-        let mut prefix = OperatorStats::default();
+        let (mut chars, mut shared) = (0, 0);
         for op in &operators {
             stats.llm_ms += op.llm_ms;
             stats.operator_rows += op.rows;
@@ -82,10 +81,10 @@ impl ExecutionStats {
             stats.memo_hits += op.memo_hits;
             stats.cache_hits += op.cache_hits;
             stats.usage.add(op.usage);
-            prefix.prompt_chars += op.prompt_chars;
-            prefix.shared_prefix_chars += op.shared_prefix_chars;
+            chars += op.prompt_chars;
+            shared += op.shared_prefix_chars;
         }
-        stats.prefix_hit_rate = prefix.prefix_hit_rate();
+        stats.prefix_hit_rate = crate::reorder::hit_rate(shared, chars);
         stats.operators = operators;
         stats
     }

@@ -278,6 +278,11 @@ impl Solver<'_> {
 /// is the sum of hits over the sum of lengths.
 pub fn prefix_hit_rate<S: AsRef<str>>(rows: &[Vec<S>]) -> f64 {
     let (hits, total) = prefix_hits(rows);
+    hit_rate(hits, total)
+}
+
+/// `hits` as a percentage of `total` characters (0 when there are none).
+pub fn hit_rate(hits: u64, total: u64) -> f64 {
     if total == 0 {
         0.0
     } else {
