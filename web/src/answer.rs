@@ -46,9 +46,10 @@ pub fn TurnView(turn: Turn) -> impl IntoView {
 
 fn error_title(error: &ApiError) -> &'static str {
     match error.code.as_str() {
-        "stopped" => "Stopped",
-        "sql_error" | "invalid_sql" | "unsafe_sql" | "unanswerable" => "The SQL failed",
-        "llm_unavailable" | "llm_error" | "unreachable" => "The LLM or the server could not be reached",
+        // The server's codes (api/error.rs), and the page's own for Stop and network failures.
+        "stopped" | "cancelled" => "Stopped",
+        "sql_error" | "rejected_sql" => "The SQL failed",
+        "llm_error" | "llm_not_configured" | "unreachable" => "The LLM or the server could not be reached",
         "timeout" => "Timed out",
         "not_found" => "Not found",
         _ => "Something went wrong",
