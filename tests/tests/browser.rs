@@ -176,7 +176,7 @@ async fn drive(browser: &Browser, server: &ServerProcess, llm: &ScriptedLlm) -> 
     let question = browser.wait_for("#question", WAIT).await?;
     browser.send_keys(&question, &format!("{COUNT_QUESTION}{ENTER}")).await?;
     let error = browser.wait_for_text(".turn:nth-of-type(2) .error-box", WAIT, |t| !t.is_empty()).await?;
-    assert!(error.contains("Retry"), "{error}");
+    assert!(error.contains("Retry") && error.contains("The LLM or the server could not be reached"), "{error}");
     let retry = browser.wait_for(".turn:nth-of-type(2) .error-box button", WAIT).await?;
     browser.click(&retry).await?;
     browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| t == "There are 40 films [row 1].").await?;
