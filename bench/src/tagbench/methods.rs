@@ -169,7 +169,7 @@ impl Runner {
     }
 
     /// Asks the LLM for plain SQL (no LLM operators) answering `question`, and runs it.
-    async fn plain_sql(&self, outcome: &mut Outcome, query: &Query, question: &str) -> Result<(String, Table)> {
+    async fn plain_sql(&self, outcome: &mut Outcome, query: &Query, question: &str) -> Result<Table> {
         let dataset = self.dataset(query)?;
         let system = format!(
             "You write one DuckDB SQL query that answers the user's question about the tables below. \
@@ -182,15 +182,15 @@ impl Runner {
             Reply::Unanswerable(reason) => bail!("the model found the question unanswerable: {reason}"),
             Reply::Unreadable => bail!("the model's reply has no SQL: {reply:?}"),
         };
-        outcome.sql = Some(sql.clone());
         let options = QueryOptions { max_rows: self.engine.config.query.max_rows, llm: None, progress: None };
         let (_, table, _) = self.engine.executor.run_table(&dataset, &sql, options).await?;
-        Ok((sql, table))
+        outcome.sql = Some(sql);
+        Ok(table)
     }
 
     async fn text2sql(&self, query: &Query) -> Result<Outcome> {
         let mut outcome = Outcome::default();
-        let (_, table) = self.plain_sql(&mut outcome, query, &query.question).await?;
+        let table = self.plain_sql(&mut outcome, query, &query.question).await?;
         outcome.answer_text = table_answer(&table);
         Ok(outcome)
     }
@@ -207,7 +207,7 @@ impl Runner {
 
     async fn text2sql_lm(&self, query: &Query) -> Result<Outcome> {
         let mut outcome = Outcome::default();
-        let (_, table) = self.plain_sql(&mut outcome, query, &query.text2sql_input).await?;
+        let table = self.plain_sql(&mut outcome, query, &query.text2sql_input).await?;
         let context = render_table(&table, ANSWER_ROWS_CHARS);
         outcome.answer_text = self.answer_from(&mut outcome, query, &context).await?;
         Ok(outcome)
