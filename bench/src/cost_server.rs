@@ -3,7 +3,11 @@
 //! prefix caching (the prompt's tokens in fixed-size blocks, each block identified by
 //! the hash of everything up to it, least-recently-used eviction at a configured
 //! capacity) and a service time proportional to the uncached prompt tokens plus the
-//! completion tokens, served by a fixed number of parallel slots. `usage` reports
+//! completion tokens. It models one accelerator: prefill is compute-bound, so the
+//! prefills of all requests share it and run one after another, in arrival order;
+//! decoding is memory-bound and batched, so up to `slots` sequences decode at once,
+//! each at the per-token rate. A request's cached prefix is looked up when its
+//! prefill starts, so it reuses what any earlier prefill computed. `usage` reports
 //! `prompt_tokens_details.cached_tokens` as vLLM does.
 //!
 //! Tokens come from a real tokenizer (a GGUF model's vocabulary, by default the
@@ -30,19 +34,22 @@ pub struct CostModel {
     pub block_tokens: usize,
     /// Blocks the prefix cache holds.
     pub capacity_blocks: usize,
-    /// Service time per uncached prompt token, microseconds.
+    /// Accelerator time per uncached prompt token, microseconds (prefills run one at
+    /// a time).
     pub prefill_us_per_token: u64,
-    /// Service time per completion token, microseconds.
+    /// Time per completion token of one sequence, microseconds (sequences decode in
+    /// parallel, up to `slots`).
     pub decode_us_per_token: u64,
-    /// Fixed service time per request, microseconds.
+    /// Fixed time per request, microseconds, spent in its slot.
     pub overhead_us: u64,
-    /// Requests served in parallel.
+    /// Requests admitted at once (a batch of sequences decoding together).
     pub slots: usize,
 }
 
 impl Default for CostModel {
-    /// Roughly a 7B model on one data-centre GPU: 10,000 prefill tokens/s, 50
-    /// decode tokens/s per sequence, 8 sequences at once, a 64k-token cache.
+    /// Roughly a 7B model on one data-centre GPU: 10,000 prefill tokens/s for the
+    /// whole accelerator, 50 decode tokens/s per sequence with 8 sequences decoding
+    /// at once, a 64k-token cache.
     fn default() -> Self {
         CostModel {
             block_tokens: 16,
@@ -119,6 +126,9 @@ struct ServerState {
     tokenizer: Arc<Tokenizer>,
     cache: Mutex<PrefixCache>,
     slots: Semaphore,
+    /// When the accelerator's compute is next free: each prefill reserves the time
+    /// after the one before it (a virtual clock, so timer granularity never adds up).
+    compute_free_at: Mutex<tokio::time::Instant>,
     totals: Mutex<ServerTotals>,
     /// Every prompt seen, for the prefix hit rate.
     seen: Mutex<PrefixHits>,
@@ -140,6 +150,7 @@ impl CostServer {
             tokenizer,
             cache: Mutex::new(PrefixCache::default()),
             slots: Semaphore::new(model.slots.max(1)),
+            compute_free_at: Mutex::new(tokio::time::Instant::now()),
             totals: Mutex::new(ServerTotals::default()),
             seen: Mutex::new(Default::default()),
         });
@@ -207,11 +218,20 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "closed").into_response();
     };
     let model = state.model;
-    let cached = state.cache.lock().expect("cache lock").admit(&prompt_tokens, model.block_tokens, model.capacity_blocks);
-    let uncached = prompt_tokens.len() - cached;
-    let service_us =
-        model.overhead_us + model.prefill_us_per_token * uncached as u64 + model.decode_us_per_token * completion_tokens as u64;
-    tokio::time::sleep(Duration::from_micros(service_us)).await;
+    // The prefill queues behind every earlier one; the cache is looked up as of its
+    // start, when all of those have been computed.
+    let (cached, prefill_us, prefill_end) = {
+        let mut free_at = state.compute_free_at.lock().expect("compute lock");
+        let cached = state.cache.lock().expect("cache lock").admit(&prompt_tokens, model.block_tokens, model.capacity_blocks);
+        let prefill_us = model.prefill_us_per_token * (prompt_tokens.len() - cached) as u64;
+        let start = (*free_at).max(tokio::time::Instant::now());
+        *free_at = start + Duration::from_micros(prefill_us);
+        (cached, prefill_us, *free_at)
+    };
+    tokio::time::sleep_until(prefill_end).await;
+    let decode_us = model.overhead_us + model.decode_us_per_token * completion_tokens as u64;
+    tokio::time::sleep(Duration::from_micros(decode_us)).await;
+    let service_us = prefill_us + decode_us;
     {
         let mut totals = state.totals.lock().expect("totals lock");
         totals.requests += 1;

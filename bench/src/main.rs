@@ -75,6 +75,18 @@ enum Command {
         /// order, as CSV (no header: field orders differ by row).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// GGR's early stop: column levels recursed into before the fixed order
+        /// (default: the engine's).
+        #[arg(long)]
+        max_depth: Option<usize>,
+        /// GGR's early stop: the smallest group hit count worth recursing into
+        /// (default: the engine's).
+        #[arg(long)]
+        min_hit_count: Option<u64>,
+        /// GGR's early stop: subtables with fewer rows take the fixed order
+        /// (default: the engine's).
+        #[arg(long)]
+        min_rows: Option<usize>,
     },
     /// The embedded llama.cpp engine: prefill and decode tokens/s, an llm_filter over
     /// reviews in table order vs prefix-sharing order, and peak memory.
@@ -208,8 +220,12 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", report.table());
             }
         }
-        Command::Reorder { csv, merge, json, out } => {
-            let report = tag_bench::reorder::run(&csv, &merge, out.as_deref())?;
+        Command::Reorder { csv, merge, json, out, max_depth, min_hit_count, min_rows } => {
+            let mut options = tag_server::reorder::GgrOptions::default();
+            options.max_depth = max_depth.unwrap_or(options.max_depth);
+            options.min_hit_count = min_hit_count.unwrap_or(options.min_hit_count);
+            options.min_rows = min_rows.unwrap_or(options.min_rows);
+            let report = tag_bench::reorder::run(&csv, &merge, out.as_deref(), options)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

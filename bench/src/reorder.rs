@@ -60,11 +60,11 @@ pub fn load(csv: &Path, merge: &[String]) -> anyhow::Result<(Vec<String>, Vec<Ve
     Ok((columns, rows))
 }
 
-pub fn run(csv: &Path, merge: &[String], out: Option<&Path>) -> anyhow::Result<ReorderReport> {
+pub fn run(csv: &Path, merge: &[String], out: Option<&Path>, options: GgrOptions) -> anyhow::Result<ReorderReport> {
     let (columns, rows) = load(csv, merge)?;
     let original_phr = prefix_hit_rate(&rows);
     let started = Instant::now();
-    let order = ggr(&rows, GgrOptions::default());
+    let order = ggr(&rows, options);
     let solver_seconds = started.elapsed().as_secs_f64();
     let reordered = order.apply(&rows);
     let lossless = is_lossless(&rows, &order);
