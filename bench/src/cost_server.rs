@@ -121,14 +121,29 @@ impl PrefixCache {
     }
 }
 
+/// The accelerator's prefill queue: each prefill starts when the one before it
+/// ends. A virtual clock, so the timer's granularity never adds up over requests.
+#[derive(Default)]
+struct ComputeQueue {
+    free_at: Option<tokio::time::Instant>,
+}
+
+impl ComputeQueue {
+    /// Queues `work` arriving at `now`; returns when it is done.
+    fn reserve(&mut self, now: tokio::time::Instant, work: Duration) -> tokio::time::Instant {
+        let start = self.free_at.map_or(now, |free| free.max(now));
+        let end = start + work;
+        self.free_at = Some(end);
+        end
+    }
+}
+
 struct ServerState {
     model: CostModel,
     tokenizer: Arc<Tokenizer>,
     cache: Mutex<PrefixCache>,
     slots: Semaphore,
-    /// When the accelerator's compute is next free: each prefill reserves the time
-    /// after the one before it (a virtual clock, so timer granularity never adds up).
-    compute_free_at: Mutex<tokio::time::Instant>,
+    compute: Mutex<ComputeQueue>,
     totals: Mutex<ServerTotals>,
     /// Every prompt seen, for the prefix hit rate.
     seen: Mutex<PrefixHits>,
@@ -150,7 +165,7 @@ impl CostServer {
             tokenizer,
             cache: Mutex::new(PrefixCache::default()),
             slots: Semaphore::new(model.slots.max(1)),
-            compute_free_at: Mutex::new(tokio::time::Instant::now()),
+            compute: Mutex::new(ComputeQueue::default()),
             totals: Mutex::new(ServerTotals::default()),
             seen: Mutex::new(Default::default()),
         });
@@ -221,12 +236,11 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
     // The prefill queues behind every earlier one; the cache is looked up as of its
     // start, when all of those have been computed.
     let (cached, prefill_us, prefill_end) = {
-        let mut free_at = state.compute_free_at.lock().expect("compute lock");
+        let mut compute = state.compute.lock().expect("compute lock");
         let cached = state.cache.lock().expect("cache lock").admit(&prompt_tokens, model.block_tokens, model.capacity_blocks);
         let prefill_us = model.prefill_us_per_token * (prompt_tokens.len() - cached) as u64;
-        let start = (*free_at).max(tokio::time::Instant::now());
-        *free_at = start + Duration::from_micros(prefill_us);
-        (cached, prefill_us, *free_at)
+        let end = compute.reserve(tokio::time::Instant::now(), Duration::from_micros(prefill_us));
+        (cached, prefill_us, end)
     };
     tokio::time::sleep_until(prefill_end).await;
     let decode_us = model.overhead_us + model.decode_us_per_token * completion_tokens as u64;
@@ -269,7 +283,19 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
 
 #[cfg(test)]
 mod tests {
-    use super::PrefixCache;
+    use super::{ComputeQueue, PrefixCache};
+    use std::time::Duration;
+
+    #[test]
+    fn prefills_queue_one_after_another_and_an_idle_accelerator_starts_at_once() {
+        let mut queue = ComputeQueue::default();
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(queue.reserve(t0, ms(10)), t0 + ms(10));
+        assert_eq!(queue.reserve(t0, ms(10)), t0 + ms(20), "arrived together: waits for the first");
+        assert_eq!(queue.reserve(t0 + ms(5), ms(1)), t0 + ms(21));
+        assert_eq!(queue.reserve(t0 + ms(50), ms(5)), t0 + ms(55), "idle: starts on arrival");
+    }
 
     #[test]
     fn shared_leading_blocks_hit_and_old_blocks_are_evicted() {

@@ -36,13 +36,13 @@ enum Command {
         llm_model: String,
         #[arg(long, env = "TAG_LLM_API_KEY", hide_env_values = true)]
         llm_api_key: Option<String>,
-        /// Cost model: microseconds per uncached prompt token.
+        /// Cost model: accelerator microseconds per uncached prompt token.
         #[arg(long, default_value_t = 100)]
         prefill_us: u64,
         /// Cost model: microseconds per completion token.
         #[arg(long, default_value_t = 20_000)]
         decode_us: u64,
-        /// Cost model: parallel slots.
+        /// Cost model: sequences decoding at once (prefills queue one at a time).
         #[arg(long, default_value_t = 8)]
         slots: usize,
         /// Cost model: prefix-cache capacity in 16-token blocks.

@@ -309,8 +309,8 @@ impl OpsReport {
         let mut out = format!("server: {}; concurrency {}\n", self.server, self.concurrency);
         if let Some(model) = &self.cost_model {
             out.push_str(&format!(
-                "cost model: {} us/uncached prompt token, {} us/completion token, {} us/request, {} slots, \
-{}-token blocks, {} blocks of cache\n",
+                "cost model: {} us/uncached prompt token (prefills queue one at a time), {} us/completion token \
+per sequence, {} us/request, {} sequences decoding at once, {}-token blocks, {} blocks of cache\n",
                 model.prefill_us_per_token, model.decode_us_per_token, model.overhead_us, model.slots, model.block_tokens,
                 model.capacity_blocks
             ));
