@@ -117,39 +117,28 @@ impl<'a> Interned<'a> {
         }
         true
     }
-}
 
-impl Interned<'_> {
-    /// The paper's column statistic over `rows`: squared average value length times
-    /// (rows per distinct value − 1); 0 when every value is distinct.
-    fn repeat_score(&self, column: usize, rows: &[usize]) -> f64 {
-        let mut distinct = std::collections::HashSet::new();
-        let mut total_len = 0u64;
-        for &r in rows {
-            let id = self.cells[column][r];
-            distinct.insert(id);
-            total_len += self.lengths[column][id as usize];
-        }
-        let n = rows.len() as f64;
-        let average = total_len as f64 / n;
-        average * average * (n / distinct.len() as f64 - 1.0)
-    }
-
-    /// Characters the column's values in `rows` would share if it came first: the
-    /// prefix hits of its values alone (a repeated value is a whole hit; distinct
-    /// values share their common leading characters, as `1263859200` and
-    /// `1263945600` do).
-    fn shared_chars(&self, column: usize, rows: &[usize]) -> u64 {
+    /// The fallback's two statistics of a column over `rows`, from one count of its
+    /// values: the paper's, squared average value length times (rows per distinct
+    /// value − 1), 0 when every value is distinct; and the characters its values
+    /// would share if it came first, the prefix hits of its values alone (a
+    /// repeated value is a whole hit; distinct values share their common leading
+    /// characters, as `1263859200` and `1263945600` do).
+    fn column_scores(&self, column: usize, rows: &[usize]) -> (f64, u64) {
         let mut counts: HashMap<u32, u64> = HashMap::new();
         for &r in rows {
             *counts.entry(self.cells[column][r]).or_default() += 1;
         }
         let lengths = &self.lengths[column];
+        let total_len: u64 = counts.iter().map(|(&id, &n)| n * lengths[id as usize]).sum();
+        let n = rows.len() as f64;
+        let average = total_len as f64 / n;
+        let repeat_score = average * average * (n / counts.len() as f64 - 1.0);
         let mut shared: u64 = counts.iter().map(|(&id, &n)| (n - 1) * lengths[id as usize]).sum();
         let mut distinct: Vec<&str> = counts.keys().map(|&id| self.texts[column][id as usize]).collect();
         distinct.sort_unstable();
         shared += distinct.windows(2).map(|pair| common_chars(pair[0], pair[1]) as u64).sum::<u64>();
-        shared
+        (repeat_score, shared)
     }
 }
 
@@ -291,8 +280,13 @@ impl Solver<'_> {
             return;
         }
         let d = self.data;
-        let mut scored: Vec<(f64, u64, usize)> =
-            columns.iter().map(|&c| (d.repeat_score(c, &rows), d.shared_chars(c, &rows), c)).collect();
+        let mut scored: Vec<(f64, u64, usize)> = columns
+            .iter()
+            .map(|&c| {
+                let (repeat, shared) = d.column_scores(c, &rows);
+                (repeat, shared, c)
+            })
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
         let order: Vec<usize> = prefix.iter().copied().chain(scored.iter().map(|&(_, _, c)| c)).collect();
         let sort_columns: Vec<usize> = scored.iter().map(|&(_, _, c)| c).collect();
