@@ -1,6 +1,7 @@
 //! The embedded llama.cpp engine with the real default model (SmolLM2-135M-Instruct):
 //! generation, grammar-constrained answers, KV-cache prefix reuse counted by the
-//! engine itself, concurrent requests, damaged model files, a download whose
+//! engine itself, the vocabulary-only tokenizer the cost-model server counts with,
+//! concurrent requests, damaged model files, a download whose
 //! checksum is wrong, and `tag-server serve` with no LLM configuration answering
 //! `/v1/ask` end to end. Answer quality is not asserted: the model is tiny.
 
@@ -10,7 +11,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use tag_server::{
     llm::{
-        embedded::{EmbeddedLlm, EmbeddedSettings},
+        embedded::{EmbeddedLlm, EmbeddedSettings, Tokenizer},
         model_store, ChatRequest, Constraint, LlmBackend, Message,
     },
     Error,
@@ -107,6 +108,21 @@ async fn a_shared_prefix_is_evaluated_once() {
     assert_eq!(reused, second.usage.cached_prompt_tokens);
     assert_eq!(evaluated + reused, second.usage.prompt_tokens);
     assert!(evaluated * 3 < first.usage.prompt_tokens, "second prompt evaluated {evaluated} of {} tokens", second.usage.prompt_tokens);
+}
+
+/// A server tokenizes a rendered chat template with its markers as the special
+/// tokens they are, and adds no beginning-of-sequence token: so does the tokenizer
+/// the cost-model server counts prompt tokens with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vocabulary_tokenizer_reads_chat_markers_as_single_tokens() {
+    let Some(model) = default_model().await else { return };
+    let tokenizer = Tokenizer::load(&model).unwrap();
+    let start = tokenizer.tokenize("<|im_start|>");
+    let end = tokenizer.tokenize("<|im_end|>");
+    assert_eq!((start.len(), end.len()), (1, 1), "{start:?} {end:?}");
+    let text = tokenizer.tokenize("user\nHello");
+    let rendered = tokenizer.tokenize("<|im_start|>user\nHello<|im_end|>");
+    assert_eq!(rendered, [start.clone(), text, end].concat());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,9 +86,11 @@ impl Tokenizer {
         Ok(Tokenizer { model })
     }
 
-    /// Token ids of `text` (no special tokens added).
+    /// Token ids of `text` as a server tokenizes a rendered chat template: no
+    /// beginning-of-sequence token added, and the template's markers
+    /// (`<|im_start|>`, ...) read as the special tokens they are.
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
-        self.model.vocab().tokenize(text.as_bytes(), false, false).into_iter().map(|t| t.0 as u32).collect()
+        self.model.vocab().tokenize(text.as_bytes(), false, true).into_iter().map(|t| t.0 as u32).collect()
     }
 }
 
