@@ -87,6 +87,9 @@ enum Command {
         /// (default: the engine's).
         #[arg(long)]
         min_rows: Option<usize>,
+        /// GGR alone: do not also try the best single field order for all rows.
+        #[arg(long)]
+        no_fixed_order: bool,
     },
     /// The embedded llama.cpp engine: prefill and decode tokens/s, an llm_filter over
     /// reviews in table order vs prefix-sharing order, and peak memory.
@@ -220,11 +223,12 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", report.table());
             }
         }
-        Command::Reorder { csv, merge, json, out, max_depth, min_hit_count, min_rows } => {
+        Command::Reorder { csv, merge, json, out, max_depth, min_hit_count, min_rows, no_fixed_order } => {
             let mut options = tag_server::reorder::GgrOptions::default();
             options.max_depth = max_depth.unwrap_or(options.max_depth);
             options.min_hit_count = min_hit_count.unwrap_or(options.min_hit_count);
             options.min_rows = min_rows.unwrap_or(options.min_rows);
+            options.fixed_order = !no_fixed_order;
             let report = tag_bench::reorder::run(&csv, &merge, out.as_deref(), options)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);

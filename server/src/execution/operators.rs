@@ -282,7 +282,10 @@ fn prefix_sharing_order(rows: &mut [Option<RowArgs>], present: &[usize]) -> Vec<
     let order = reorder::ggr(&table, GgrOptions::default());
     for (k, &i) in present.iter().enumerate() {
         if let Some(row) = rows[i].as_mut() {
-            row.field_order = Some(order.fields[k].iter().filter(|&&f| f > 0).map(|f| f - 1).collect());
+            // Field 0 is the template; a row with fewer fields than the widest (another
+            // call site's) keeps only its own.
+            let own = row.fields.len();
+            row.field_order = Some(order.fields[k].iter().filter(|&&f| f > 0 && f <= own).map(|f| f - 1).collect());
         }
     }
     order.rows.iter().map(|&k| present[k]).collect()
