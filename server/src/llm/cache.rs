@@ -14,8 +14,15 @@ use super::{ChatRequest, Constraint, Usage};
 use crate::error::{Error, Result};
 
 pub struct ResponseCache {
-    conn: Mutex<Connection>,
+    store: Mutex<Store>,
     max_entries: usize,
+}
+
+/// The connection and its number of entries, kept here so that a put does not
+/// count the table (a scan of up to `max_entries` rows) each time.
+struct Store {
+    conn: Connection,
+    entries: u64,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -50,7 +57,8 @@ impl ResponseCache {
              );
              CREATE INDEX IF NOT EXISTS responses_last_used ON responses(last_used);",
         )?;
-        Ok(ResponseCache { conn: Mutex::new(conn), max_entries: max_entries.max(1) })
+        let entries = conn.query_row("SELECT count(*) FROM responses", [], |row| row.get::<_, i64>(0))? as u64;
+        Ok(ResponseCache { store: Mutex::new(Store { conn, entries }), max_entries: max_entries.max(1) })
     }
 
     /// The cache key of `request` sent to `model` on `backend`.
@@ -72,16 +80,21 @@ impl ResponseCache {
         Sha256::digest(material.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| Error::Internal("response cache lock poisoned".into()))
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
+        self.store.lock().map_err(|_| Error::Internal("response cache lock poisoned".into()))
     }
 
+    // Statements are prepared once per connection (`prepare_cached`): an operator
+    // looks up and stores one answer per distinct prompt.
     pub fn get(&self, key: &str) -> Result<Option<CachedAnswer>> {
-        let conn = self.lock()?;
-        let found = conn
-            .query_row(
+        let store = self.lock()?;
+        let found = store
+            .conn
+            .prepare_cached(
                 "UPDATE responses SET last_used = (SELECT coalesce(max(last_used), 0) + 1 FROM responses)
                  WHERE key = ?1 RETURNING answer, prompt_tokens, completion_tokens",
+            )?
+            .query_row(
                 params![key],
                 |row| {
                     Ok(CachedAnswer {
@@ -99,28 +112,32 @@ impl ResponseCache {
     }
 
     pub fn put(&self, key: &str, answer: &str, usage: Usage) -> Result<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT OR REPLACE INTO responses (key, answer, prompt_tokens, completion_tokens, last_used)
-             VALUES (?1, ?2, ?3, ?4, (SELECT coalesce(max(last_used), 0) + 1 FROM responses))",
-            params![key, answer, usage.prompt_tokens as i64, usage.completion_tokens as i64],
-        )?;
-        let count: i64 = conn.query_row("SELECT count(*) FROM responses", [], |row| row.get(0))?;
-        let excess = count - self.max_entries as i64;
+        let mut store = self.lock()?;
+        let existed = store.conn.prepare_cached("SELECT 1 FROM responses WHERE key = ?1")?.exists(params![key])?;
+        store
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO responses (key, answer, prompt_tokens, completion_tokens, last_used)
+                 VALUES (?1, ?2, ?3, ?4, (SELECT coalesce(max(last_used), 0) + 1 FROM responses))",
+            )?
+            .execute(params![key, answer, usage.prompt_tokens as i64, usage.completion_tokens as i64])?;
+        store.entries += u64::from(!existed);
+        let excess = store.entries.saturating_sub(self.max_entries as u64);
         if excess > 0 {
             // Evict a tenth more than needed, so eviction is not paid on every insert.
-            let evict = excess + (self.max_entries as i64 / 10);
-            conn.execute(
-                "DELETE FROM responses WHERE key IN (SELECT key FROM responses ORDER BY last_used LIMIT ?1)",
-                params![evict],
-            )?;
+            let evict = excess + (self.max_entries as u64 / 10);
+            let evicted = store
+                .conn
+                .prepare_cached("DELETE FROM responses WHERE key IN (SELECT key FROM responses ORDER BY last_used LIMIT ?1)")?
+                .execute(params![evict as i64])?;
+            store.entries -= evicted as u64;
         }
         Ok(())
     }
 
     pub fn len(&self) -> Result<u64> {
-        let conn = self.lock()?;
-        Ok(conn.query_row("SELECT count(*) FROM responses", [], |row| row.get::<_, i64>(0))? as u64)
+        let store = self.lock()?;
+        Ok(store.conn.query_row("SELECT count(*) FROM responses", [], |row| row.get::<_, i64>(0))? as u64)
     }
 
     pub fn is_empty(&self) -> Result<bool> {
@@ -129,8 +146,10 @@ impl ResponseCache {
 
     /// Removes every entry; returns how many there were.
     pub fn clear(&self) -> Result<u64> {
-        let conn = self.lock()?;
-        Ok(conn.execute("DELETE FROM responses", [])? as u64)
+        let mut store = self.lock()?;
+        let removed = store.conn.execute("DELETE FROM responses", [])? as u64;
+        store.entries = 0;
+        Ok(removed)
     }
 }
 
@@ -183,5 +202,28 @@ mod tests {
         assert!(cache.get("k0").unwrap().is_some(), "recently used entries stay");
         assert!(cache.get("k1").unwrap().is_none(), "the least recently used entry went first");
         assert!(cache.get("k10").unwrap().is_some());
+    }
+
+    #[test]
+    fn storing_an_answer_again_does_not_count_as_a_new_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite3");
+        let cache = ResponseCache::open(&path, 10).unwrap();
+        for i in 0..9 {
+            cache.put(&format!("k{i}"), "a", Usage::default()).unwrap();
+        }
+        for _ in 0..5 {
+            cache.put("k8", "b", Usage::default()).unwrap();
+        }
+        drop(cache);
+        // Reopened, it counts the 9 entries it holds: one more fits, none is evicted.
+        let cache = ResponseCache::open(&path, 10).unwrap();
+        cache.put("k9", "a", Usage::default()).unwrap();
+        assert_eq!(cache.len().unwrap(), 10);
+        assert!(cache.get("k0").unwrap().is_some());
+        assert_eq!(cache.get("k8").unwrap().map(|a| a.text).as_deref(), Some("b"));
+        cache.put("k10", "a", Usage::default()).unwrap();
+        assert_eq!(cache.len().unwrap(), 9, "over the limit, the 2 least recently used went (one over, and a tenth)");
+        assert!(cache.get("k1").unwrap().is_none());
     }
 }

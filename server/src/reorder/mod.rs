@@ -25,7 +25,7 @@
 
 use std::{
     cmp::Ordering,
-    collections::{BTreeSet, BinaryHeap, HashMap},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap},
     ops::Bound::{Excluded, Included, Unbounded},
 };
 
@@ -188,10 +188,11 @@ impl<'a> Interned<'a> {
         // best[set]: fewest characters added by the set's units, and the unit last.
         let mut best: Vec<(u64, usize)> = vec![(u64::MAX, 0); 1 << n];
         best[0] = (0, 0);
-        // The sets of one size: each with its rows' group ids and one row per group.
-        let mut layer: HashMap<usize, (Vec<u32>, Vec<usize>)> = HashMap::from([(0, (vec![0; rows], vec![0]))]);
+        // The sets of one size: each with its rows' group ids and one row per group
+        // (in a sorted map, so that ties between orders resolve the same every run).
+        let mut layer: BTreeMap<usize, (Vec<u32>, Vec<usize>)> = BTreeMap::from([(0, (vec![0; rows], vec![0]))]);
         for _ in 0..n {
-            let mut next: HashMap<usize, (Vec<u32>, Vec<usize>)> = HashMap::new();
+            let mut next: BTreeMap<usize, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
             for (&set, (groups, representatives)) in &layer {
                 for u in (0..n).filter(|u| set & (1 << u) == 0) {
                     let grown = set | (1 << u);
