@@ -3,7 +3,8 @@
 //! prefix caching (the prompt's tokens in fixed-size blocks, each block identified by
 //! the hash of everything up to it, least-recently-used eviction at a configured
 //! capacity) and a service time proportional to the uncached prompt tokens plus the
-//! completion tokens. It models one accelerator: prefill is compute-bound, so the
+//! completion tokens (the answer's and its end-of-sequence token, cut at the
+//! request's `max_tokens`). It models one accelerator: prefill is compute-bound, so the
 //! prefills of all requests share it and run one after another, in arrival order;
 //! decoding is memory-bound and batched, so up to `slots` sequences decode at once,
 //! each at the per-token rate. A request's cached prefix is looked up when its
@@ -225,9 +226,17 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
     use axum::response::IntoResponse;
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let prompt = render(&messages);
-    let answer = placeholder_answer(&prompt);
+    // The answer's tokens and the end-of-sequence token, cut at `max_tokens` as a
+    // real server does.
+    let mut answer = placeholder_answer(&prompt);
+    let answer_tokens = state.tokenizer.tokenize(&answer);
+    let limit = body["max_completion_tokens"].as_u64().or(body["max_tokens"].as_u64()).map_or(usize::MAX, |n| n.max(1) as usize);
+    let completion_tokens = (answer_tokens.len() + 1).min(limit);
+    let finish_reason = if completion_tokens < answer_tokens.len() + 1 { "length" } else { "stop" };
+    if completion_tokens < answer_tokens.len() {
+        answer = state.tokenizer.detokenize(&answer_tokens[..completion_tokens]);
+    }
     let prompt_tokens = state.tokenizer.tokenize(&prompt);
-    let completion_tokens = state.tokenizer.tokenize(&answer).len() + 1;
     let hit_chars = state.seen.lock().expect("seen lock").add(&prompt);
     let Ok(_slot) = state.slots.acquire().await else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "closed").into_response();
@@ -267,7 +276,7 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
         let chunk = json!({"object": "chat.completion.chunk", "model": model_name,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": null}]});
         let done = json!({"object": "chat.completion.chunk", "model": model_name,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage});
+            "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}], "usage": usage});
         let text = format!("data: {chunk}\n\ndata: {done}\n\ndata: [DONE]\n\n");
         return ([(axum::http::header::CONTENT_TYPE, "text/event-stream")], text).into_response();
     }
@@ -275,7 +284,7 @@ async fn complete(State(state): State<Arc<ServerState>>, Json(body): Json<Value>
         "id": "cost-model",
         "object": "chat.completion",
         "model": model_name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish_reason}],
         "usage": usage,
     }))
     .into_response()

@@ -84,6 +84,9 @@ pub struct Run {
     /// Percent, over the prompts in the order the server received them (cost
     /// model only).
     pub phr: Option<f64>,
+    /// The engine's wall time with no LLM call in flight (DuckDB, ordering, prompt
+    /// building, the cache): its overhead outside LLM calls.
+    pub outside_llm_seconds: Option<f64>,
 }
 
 pub struct Options<'a> {
@@ -252,7 +255,7 @@ async fn naive_run(config: &LlmConfig, workload: &Workload, rows: &[Vec<Option<S
         llm_calls: requests.len() as u64,
         prompt_tokens: usage.prompt_tokens,
         cached_tokens: usage.cached_prompt_tokens,
-        phr: None,
+        ..Default::default()
     })
 }
 
@@ -295,12 +298,14 @@ async fn engine_run(config: &LlmConfig, dataset: &Path, state: &Path, workload: 
     let started = Instant::now();
     let options = QueryOptions { max_rows: 1, llm: Some(llm), progress: None };
     let (_, _, stats) = engine.executor.run_table(&data, &sql, options).await?;
+    let seconds = started.elapsed().as_secs_f64();
     Ok(Run {
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         llm_calls: stats.llm_calls,
         prompt_tokens: stats.usage.prompt_tokens,
         cached_tokens: stats.usage.cached_prompt_tokens,
         phr: None,
+        outside_llm_seconds: Some((seconds - stats.llm_wall_ms as f64 / 1e3).max(0.0)),
     })
 }
 
@@ -317,14 +322,18 @@ per sequence, {} us/request, {} sequences decoding at once, {}-token blocks, {} 
         }
         for w in &self.workloads {
             out.push_str(&format!("\n{} ({} rows)\n", w.name, w.rows));
-            out.push_str("run            seconds   calls  prompt tok  cached tok    PHR\n");
+            out.push_str("run            seconds   calls  prompt tok  cached tok    PHR  outside LLM calls\n");
             let mut runs = vec![("naive", &w.naive), ("engine", &w.engine), ("engine rerun", &w.engine_rerun)];
             if let Some(lotus) = &w.lotus {
                 runs.push(("LOTUS", lotus));
             }
             for (name, run) in runs {
+                let outside = match run.outside_llm_seconds {
+                    Some(outside) if run.llm_calls > 0 => format!("{outside:.2} s ({:.1}%)", 100.0 * outside / run.seconds.max(1e-9)),
+                    _ => "-".into(),
+                };
                 out.push_str(&format!(
-                    "{name:<13} {:>8.2} {:>7} {:>11} {:>11} {:>6}\n",
+                    "{name:<13} {:>8.2} {:>7} {:>11} {:>11} {:>6}  {outside}\n",
                     run.seconds,
                     run.llm_calls,
                     run.prompt_tokens,

@@ -1,7 +1,7 @@
 //! A deterministic OpenAI-compatible chat-completions server for tests. It answers
 //! by rules (first matching regex over the last user message wins), records every
-//! request, reports usage, streams when asked, and misbehaves on demand: HTTP
-//! errors, delays, malformed JSON. It also serves deterministic bag-of-words
+//! request, reports usage, stops at `max_tokens` (four bytes a token), streams when
+//! asked, and misbehaves on demand: HTTP errors, delays, malformed JSON. It also serves deterministic bag-of-words
 //! `/v1/embeddings`. It is a test double and lives only in tests.
 
 use std::{
@@ -47,6 +47,7 @@ pub struct Recorded {
     pub stream: bool,
     pub model: String,
     pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
 }
 
 impl Recorded {
@@ -194,6 +195,7 @@ async fn chat(State(shared): State<Arc<Mutex<Shared>>>, body: String) -> Respons
         stream: request["stream"].as_bool().unwrap_or(false),
         model: request["model"].as_str().unwrap_or("").to_string(),
         temperature: request["temperature"].as_f64(),
+        max_tokens: request["max_tokens"].as_u64(),
         messages,
     };
     let last_user = recorded.last_user().to_string();
@@ -227,10 +229,22 @@ async fn chat(State(shared): State<Arc<Mutex<Shared>>>, body: String) -> Respons
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
-    let Some(reply) = reply else {
+    let Some(mut reply) = reply else {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": {"message": format!("no rule for: {last_user}")}})))
             .into_response();
     };
+    // A real server stops at `max_tokens`; here a token is four bytes, as in the usage.
+    let mut finish_reason = "stop";
+    if let Some(max) = recorded.max_tokens {
+        if approximate_tokens(&reply) > max {
+            let mut cut = (max as usize * 4).min(reply.len());
+            while !reply.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reply.truncate(cut);
+            finish_reason = "length";
+        }
+    }
     let usage = json!({
         "prompt_tokens": approximate_tokens(&prompt_text),
         "completion_tokens": approximate_tokens(&reply),
@@ -242,7 +256,7 @@ async fn chat(State(shared): State<Arc<Mutex<Shared>>>, body: String) -> Respons
             "id": "scripted",
             "object": "chat.completion",
             "model": recorded.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish_reason}],
             "usage": usage,
         }))
         .into_response();

@@ -114,7 +114,7 @@ async fn a_shared_prefix_is_evaluated_once() {
 /// tokens they are, and adds no beginning-of-sequence token: so does the tokenizer
 /// the cost-model server counts prompt tokens with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_vocabulary_tokenizer_reads_chat_markers_as_single_tokens() {
+async fn the_vocabulary_tokenizer_reads_chat_markers_as_single_tokens_and_detokenizes() {
     let Some(model) = default_model().await else { return };
     let tokenizer = Tokenizer::load(&model).unwrap();
     let start = tokenizer.tokenize("<|im_start|>");
@@ -123,6 +123,8 @@ async fn the_vocabulary_tokenizer_reads_chat_markers_as_single_tokens() {
     let text = tokenizer.tokenize("user\nHello");
     let rendered = tokenizer.tokenize("<|im_start|>user\nHello<|im_end|>");
     assert_eq!(rendered, [start.clone(), text, end].concat());
+    let sentence = "Is the review positive? Reply with one word: yes or no.";
+    assert_eq!(tokenizer.detokenize(&tokenizer.tokenize(sentence)), sentence);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

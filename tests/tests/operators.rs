@@ -155,6 +155,33 @@ async fn answers_that_are_not_yes_or_no_are_never_true() {
     assert_eq!(filtered.row_count, 0);
 }
 
+/// A yes/no answer is decided by its first token, so a filter asks for one token;
+/// when that token does not decide (here a markdown star), it asks again with the
+/// operator's full budget, and the answer is the same as without the first try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_asks_for_one_token_and_for_more_only_when_one_does_not_decide() {
+    let s = setup().await;
+    s.llm.on(r"Statement: \[title\] is long", "yes");
+    s.llm.on(r"Statement: \[title\] is loud", "**Yes**");
+    let sql = |statement: &str| {
+        format!("SELECT title FROM movies WHERE director = 'James Cameron' AND llm_filter('{{title}} {statement}') ORDER BY title")
+    };
+    let all = s.query_ok("movies", "SELECT title FROM movies WHERE director = 'James Cameron' ORDER BY title").await;
+    assert!(all.row_count >= 3);
+
+    assert_eq!(s.query_ok("movies", &sql("is long")).await.rows, all.rows);
+    let long = s.llm.requests_matching("is long");
+    assert_eq!(long.len() as u64, all.row_count);
+    assert!(long.iter().all(|r| r.max_tokens == Some(1)), "{:?}", long.iter().map(|r| r.max_tokens).collect::<Vec<_>>());
+
+    assert_eq!(s.query_ok("movies", &sql("is loud")).await.rows, all.rows, "the full answer decides");
+    let loud = s.llm.requests_matching("is loud");
+    let budgets: Vec<Option<u64>> = loud.iter().map(|r| r.max_tokens).collect();
+    assert_eq!(loud.len() as u64, 2 * all.row_count, "{budgets:?}");
+    assert_eq!(budgets.iter().filter(|&&b| b == Some(1)).count() as u64, all.row_count);
+    assert!(budgets.iter().all(|&b| b == Some(1) || b == Some(Config::default().llm.operator_max_tokens as u64)), "{budgets:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_classify_and_score_return_parsed_values() {
     let s = setup().await;

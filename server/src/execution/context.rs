@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use super::prompts;
 use crate::{
     error::{Error, Result},
     llm::{cache::ResponseCache, ChatRequest, Constraint, Message, SharedLlm, Usage},
@@ -215,7 +216,7 @@ impl QueryContext {
         let Some(llm) = self.llm.clone() else {
             return Err(Error::LlmNotConfigured("LLM operators need an LLM; TAG_LLM_BACKEND is none".into()));
         };
-        let request = ChatRequest {
+        let mut request = ChatRequest {
             messages: vec![Message::system(system), Message::user(prompt)],
             max_tokens: self.settings.max_tokens,
             constraint,
@@ -223,48 +224,66 @@ impl QueryContext {
         let answer = entry
             .cell
             .get_or_init(|| async {
-                let cache_key = self.settings.cache.as_ref().map(|_| ResponseCache::key(llm.backend(), llm.model(), &request));
-                if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
-                    match cache.get(key) {
-                        Ok(Some(hit)) => {
-                            self.record(operator, |s| s.cache_hits += 1);
-                            return Ok(hit.text);
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "response cache lookup failed"),
+                // A yes/no answer is decided by its first token: asking for one token
+                // spares the model the decoding step of its end-of-sequence token. When
+                // that token does not decide (markup, a leading space, a split word),
+                // the full budget is asked for.
+                if request.constraint == Some(Constraint::YesNo) && request.max_tokens > 1 {
+                    let full = request.max_tokens;
+                    request.max_tokens = 1;
+                    let first = self.call(operator, &llm, &request).await?;
+                    if prompts::parse_yes_no(&first).is_some() {
+                        return Ok(first);
                     }
+                    request.max_tokens = full;
                 }
-                let started = Instant::now();
-                self.call_started();
-                let result = llm.complete(&request).await;
-                self.call_ended();
-                let elapsed = started.elapsed();
-                match result {
-                    Ok(completion) => {
-                        self.record(operator, |s| {
-                            s.llm_calls += 1;
-                            s.usage.add(completion.usage);
-                            s.llm_ms += millis(elapsed);
-                        });
-                        if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
-                            if let Err(e) = cache.put(key, &completion.text, completion.usage) {
-                                tracing::warn!(error = %e, "response cache write failed");
-                            }
-                        }
-                        Ok(completion.text)
-                    }
-                    Err(e) => {
-                        self.record(operator, |s| {
-                            s.failed_calls += 1;
-                            s.llm_ms += millis(elapsed);
-                        });
-                        self.remember_failure(&e);
-                        Err(e.to_string())
-                    }
-                }
+                self.call(operator, &llm, &request).await
             })
             .await;
         answer.clone().map_err(Error::Llm)
+    }
+
+    /// One request: from the persistent cache, or from the model (then cached).
+    async fn call(&self, operator: &str, llm: &SharedLlm, request: &ChatRequest) -> Answer {
+        let cache_key = self.settings.cache.as_ref().map(|_| ResponseCache::key(llm.backend(), llm.model(), request));
+        if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
+            match cache.get(key) {
+                Ok(Some(hit)) => {
+                    self.record(operator, |s| s.cache_hits += 1);
+                    return Ok(hit.text);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "response cache lookup failed"),
+            }
+        }
+        let started = Instant::now();
+        self.call_started();
+        let result = llm.complete(request).await;
+        self.call_ended();
+        let elapsed = started.elapsed();
+        match result {
+            Ok(completion) => {
+                self.record(operator, |s| {
+                    s.llm_calls += 1;
+                    s.usage.add(completion.usage);
+                    s.llm_ms += millis(elapsed);
+                });
+                if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
+                    if let Err(e) = cache.put(key, &completion.text, completion.usage) {
+                        tracing::warn!(error = %e, "response cache write failed");
+                    }
+                }
+                Ok(completion.text)
+            }
+            Err(e) => {
+                self.record(operator, |s| {
+                    s.failed_calls += 1;
+                    s.llm_ms += millis(elapsed);
+                });
+                self.remember_failure(&e);
+                Err(e.to_string())
+            }
+        }
     }
 }
 

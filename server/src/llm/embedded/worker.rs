@@ -92,6 +92,14 @@ impl Tokenizer {
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         self.model.vocab().tokenize(text.as_bytes(), false, true).into_iter().map(|t| t.0 as u32).collect()
     }
+
+    /// The text of `tokens` (the inverse of [`Tokenizer::tokenize`]).
+    pub fn detokenize(&self, tokens: &[u32]) -> String {
+        let vocab = self.model.vocab();
+        let bytes: Vec<u8> =
+            tokens.iter().flat_map(|&t| vocab.token_to_piece(LlamaToken(t as i32), true, None)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// llama.cpp's backend may be initialised once per process.
