@@ -48,7 +48,8 @@ pub struct OperatorStats {
     pub distinct_prompts: u64,
     /// Prompts answered from this query's memo instead of the LLM.
     pub memo_hits: u64,
-    /// Distinct prompts answered from the persistent response cache.
+    /// Requests answered from the persistent response cache (a yes/no prompt whose
+    /// first token did not decide counts its two requests).
     pub cache_hits: u64,
     pub llm_calls: u64,
     pub failed_calls: u64,
