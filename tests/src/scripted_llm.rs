@@ -1,8 +1,9 @@
 //! A deterministic OpenAI-compatible chat-completions server for tests. It answers
 //! by rules (first matching regex over the last user message wins), records every
 //! request, reports usage, stops at `max_tokens` (four bytes a token), streams when
-//! asked, and misbehaves on demand: HTTP errors, delays, malformed JSON. It also serves deterministic bag-of-words
-//! `/v1/embeddings`. It is a test double and lives only in tests.
+//! asked, and misbehaves on demand: HTTP errors, delays, malformed JSON. It also
+//! serves deterministic bag-of-words `/v1/embeddings`. It is a test double and lives
+//! only in tests.
 
 use std::{
     collections::VecDeque,
