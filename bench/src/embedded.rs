@@ -18,10 +18,10 @@ use std::{
 use anyhow::Context;
 use serde::Serialize;
 use tag_server::{
-    config::BackendChoice,
+    config::{BackendChoice, LlmConfig},
     execution::QueryOptions,
     llm::{
-        embedded::{EmbeddedLlm, EmbeddedSettings, EngineStats},
+        embedded::{EmbeddedLlm, EngineStats},
         model_store, ChatRequest, LlmBackend, Message, SharedLlm,
     },
     Config, DatasetSources, Engine,
@@ -91,16 +91,15 @@ pub async fn run(csv: &Path, rows: usize, model: Option<PathBuf>, threads: usize
             model_store::ensure_default(&dir, model_store::DEFAULT_INDEX_URL, |_| {}).await?
         }
     };
-    let settings = |slots| EmbeddedSettings {
+    let settings = |slots| LlmConfig {
         model_path: Some(model.clone()),
-        model_dir: data.path().to_path_buf(),
-        model_index_url: String::new(),
         context_size: 8192,
         threads,
         batch_size,
         slots,
+        ..LlmConfig::default()
     };
-    let (prefill, decode) = throughput(EmbeddedLlm::new(settings(1))).await?;
+    let (prefill, decode) = throughput(EmbeddedLlm::new(settings(1), data.path().to_path_buf())).await?;
 
     let dataset_dir = data.path().join("llm_sql");
     std::fs::create_dir_all(&dataset_dir)?;
@@ -145,11 +144,11 @@ async fn throughput(llm: EmbeddedLlm) -> anyhow::Result<(f64, f64)> {
 async fn filter_run(
     dataset_dir: &Path,
     data_dir: &Path,
-    settings: EmbeddedSettings,
+    settings: LlmConfig,
     sql: &str,
     reorder: bool,
 ) -> anyhow::Result<FilterRun> {
-    let llm = Arc::new(EmbeddedLlm::new(settings));
+    let llm = Arc::new(EmbeddedLlm::new(settings, data_dir.to_path_buf()));
     llm.wait_ready().await?;
     let mut config = Config::default();
     config.data_dir = data_dir.to_path_buf();
@@ -157,7 +156,7 @@ async fn filter_run(
     config.query.reorder = reorder;
     config.llm.backend = BackendChoice::Embedded;
     config.query.timeout_secs = 24 * 3600;
-    let sources = DatasetSources { paths: vec![dataset_dir.to_path_buf()] };
+    let sources = DatasetSources { paths: vec![dataset_dir.to_path_buf()], ..Default::default() };
     let shared: SharedLlm = llm.clone();
     let engine = tokio::task::block_in_place(|| Engine::with_llm(config, &sources, Some(shared.clone())))?;
     let dataset = engine.catalog.get("llm_sql")?;

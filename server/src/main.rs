@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tag_server::{
     api,
-    ask::{self, AskRequest, Event},
+    ask::{self, AskRequest, Event, Events},
     execution::{values::cell_text, QueryOptions},
     Config, DatasetSources, Engine,
 };
@@ -19,9 +19,15 @@ struct Cli {
     /// TOML configuration file (also TAG_CONFIG). Environment variables TAG_* override it.
     #[arg(long, global = true, env = "TAG_CONFIG")]
     config: Option<PathBuf>,
-    /// Extra dataset: a folder of CSV/Parquet files or a DuckDB file. Repeatable.
+    /// Extra dataset: a folder of CSV/Parquet files, a DuckDB file or a SQLite file.
+    /// Repeatable.
     #[arg(long = "dataset-path", global = true)]
     dataset_paths: Vec<PathBuf>,
+    /// A dataset in a database, attached read-only: `[NAME=]postgres://...`,
+    /// `mysql://...` or `sqlite:PATH`. Put secrets in the environment: `${VAR}` in the
+    /// URL, or PGPASSWORD. Repeatable.
+    #[arg(long = "dataset-url", global = true)]
+    dataset_urls: Vec<String>,
     /// Do not load the datasets bundled with the project.
     #[arg(long, global = true)]
     no_bundled: bool,
@@ -52,6 +58,9 @@ enum Command {
     /// Download and verify the default embedded model into the model cache (what
     /// `serve` does on first use), then print its path.
     FetchModel,
+    /// Download and verify DuckDB's extensions for database sources (postgres,
+    /// mysql, sqlite) into the extension cache for offline use, then print their paths.
+    FetchExtensions,
     /// Run one (extended) SQL query and print the result.
     Sql {
         sql: String,
@@ -96,6 +105,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.no_bundled {
         config.bundled_datasets = false;
     }
+    if let Command::FetchExtensions = cli.command {
+        let dir = tag_server::catalog::extensions::cache_dir(config.extension_dir.as_deref(), &config.data_dir);
+        for extension in tag_server::catalog::extensions::Extension::ALL {
+            let path = tag_server::catalog::extensions::fetch(&dir, extension).await?;
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
     if let Command::FetchModel = cli.command {
         let dir = tag_server::llm::model_store::model_dir(config.llm.model_dir.as_deref(), &config.data_dir);
         let path = tag_server::llm::model_store::ensure_default(&dir, &config.llm.model_index_url, |_| {}).await?;
@@ -105,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve { listen: Some(listen) } = &cli.command {
         config.listen = *listen;
     }
-    let sources = DatasetSources { paths: cli.dataset_paths.clone() };
+    let sources = DatasetSources { paths: cli.dataset_paths.clone(), urls: cli.dataset_urls.clone() };
     let engine = Arc::new(tokio::task::block_in_place(|| Engine::new(config, &sources))?);
     match cli.command {
         Command::Serve { .. } => serve(engine).await,
@@ -113,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ask_once(engine, AskRequest { question, dataset, conversation_id: conversation }, json).await
         }
         Command::Sql { sql, dataset, format } => sql_once(engine, &sql, &dataset, format).await,
-        Command::FetchModel => unreachable!("handled before the engine starts"),
+        Command::FetchModel | Command::FetchExtensions => unreachable!("handled before the engine starts"),
     }
 }
 
@@ -129,6 +146,7 @@ async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
 model, or set TAG_LLM_BASE_URL (an OpenAI-compatible endpoint ending in /v1), TAG_LLM_MODEL and, if needed, TAG_LLM_API_KEY"
         ),
     }
+    engine.supervise_sources();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, datasets = engine.catalog.len(), "tag-server listening");
@@ -167,7 +185,7 @@ async fn ask_once(engine: Arc<Engine>, request: AskRequest, json: bool) -> anyho
             }
         }
     });
-    let response = ask::ask(&engine, request, Some(tx)).await;
+    let response = ask::ask(&engine, request, Events::to(tx)).await;
     let _ = printer.await;
     let response = response?;
     if json {

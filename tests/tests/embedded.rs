@@ -10,24 +10,29 @@ use std::path::{Path, PathBuf};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use tag_server::{
+    config::LlmConfig,
     llm::{
-        embedded::{EmbeddedLlm, EmbeddedSettings, Tokenizer},
+        embedded::{EmbeddedLlm, Tokenizer},
         model_store, ChatRequest, Constraint, LlmBackend, Message,
     },
     Error,
 };
 use tag_tests::{harness::ServerProcess, model::default_model};
 
-fn settings(model: &Path) -> EmbeddedSettings {
-    EmbeddedSettings {
+fn settings(model: &Path) -> LlmConfig {
+    LlmConfig {
         model_path: Some(model.to_path_buf()),
-        model_dir: std::env::temp_dir(),
-        model_index_url: String::new(),
         context_size: 2048,
         threads: 2,
         batch_size: 32,
         slots: 2,
+        ..LlmConfig::default()
     }
+}
+
+/// The embedded engine for `config`'s model (no default model is fetched).
+fn engine(config: LlmConfig) -> EmbeddedLlm {
+    EmbeddedLlm::new(config, std::env::temp_dir())
 }
 
 fn chat(user: &str, max_tokens: u32, constraint: Option<Constraint>) -> ChatRequest {
@@ -50,7 +55,7 @@ separate them. Critics praised the photography of the sea and the restraint of t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_returns_text_with_usage() {
     let Some(model) = default_model().await else { return };
-    let llm = EmbeddedLlm::new(settings(&model));
+    let llm = engine(settings(&model));
     assert_eq!(llm.backend(), "embedded");
     assert_eq!(llm.model(), "SmolLM2-135M-Instruct.Q4_1");
     let completion = llm.complete(&chat("Name a primary colour.", 16, None)).await.expect("completes");
@@ -74,7 +79,7 @@ async fn generation_returns_text_with_usage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grammars_allow_only_well_formed_answers() {
     let Some(model) = default_model().await else { return };
-    let llm = EmbeddedLlm::new(settings(&model));
+    let llm = engine(settings(&model));
     let reviews = ["A charming adventure.", "Dull and far too long.", "I would watch it again tomorrow."];
     for review in reviews {
         let answer = llm.complete(&chat(&review_prompt(review), 8, Some(Constraint::YesNo))).await.unwrap();
@@ -94,7 +99,7 @@ async fn grammars_allow_only_well_formed_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_prefix_is_evaluated_once() {
     let Some(model) = default_model().await else { return };
-    let llm = EmbeddedLlm::new(EmbeddedSettings { slots: 1, ..settings(&model) });
+    let llm = engine(LlmConfig { slots: 1, ..settings(&model) });
     let first = llm.complete(&chat(&review_prompt("A charming adventure."), 4, Some(Constraint::YesNo))).await.unwrap();
     let after_first = llm.stats();
     assert_eq!(first.usage.cached_prompt_tokens, 0);
@@ -133,12 +138,12 @@ async fn concurrent_requests_answer_as_sequential_ones() {
     let reviews = ["A charming adventure.", "Dull and far too long.", "The actors were wonderful.", "I left early."];
     let requests: Vec<ChatRequest> = reviews.iter().map(|r| chat(&review_prompt(r), 6, None)).collect();
 
-    let sequential_llm = EmbeddedLlm::new(EmbeddedSettings { slots: 1, ..settings(&model) });
+    let sequential_llm = engine(LlmConfig { slots: 1, ..settings(&model) });
     let mut sequential = Vec::new();
     for request in &requests {
         sequential.push(sequential_llm.complete(request).await.unwrap().text);
     }
-    let concurrent_llm = EmbeddedLlm::new(EmbeddedSettings { slots: 3, ..settings(&model) });
+    let concurrent_llm = engine(LlmConfig { slots: 3, ..settings(&model) });
     let concurrent: Vec<String> =
         join_all(requests.iter().map(|r| concurrent_llm.complete(r))).await.into_iter().map(|c| c.unwrap().text).collect();
     assert_eq!(concurrent, sequential);
@@ -152,7 +157,7 @@ async fn damaged_model_files_are_refused_with_a_clear_error() {
     let truncated = dir.path().join("truncated.gguf");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    let llm = EmbeddedLlm::new(settings(&truncated));
+    let llm = engine(settings(&truncated));
     let error = llm.complete(&chat("hello", 4, None)).await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::LlmNotConfigured(_)), "{message}");
@@ -160,7 +165,7 @@ async fn damaged_model_files_are_refused_with_a_clear_error() {
 
     let text = dir.path().join("notes.gguf");
     std::fs::write(&text, "just some notes, not a model").unwrap();
-    let error = EmbeddedLlm::new(settings(&text)).complete(&chat("hello", 4, None)).await.unwrap_err();
+    let error = engine(settings(&text)).complete(&chat("hello", 4, None)).await.unwrap_err();
     assert!(error.to_string().contains("not a GGUF model"), "{error}");
 }
 

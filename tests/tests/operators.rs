@@ -335,20 +335,20 @@ async fn persistent_failures_and_malformed_bodies_are_clear_errors() {
     s.llm.on(r"Translate", "ok");
     s.llm.fail(None, Fault::Status(500), 10);
     let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await.unwrap_err();
-    assert!(matches!(&error, Error::Llm(m) if m.contains("500")), "{error}");
+    assert!(matches!(&error, Error::Llm { message: m, .. } if m.contains("500")), "{error}");
 
     let s = setup().await;
     s.llm.on(r"Translate", "ok");
     s.llm.fail(None, Fault::Malformed, 1);
     let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await.unwrap_err();
-    assert!(matches!(&error, Error::Llm(m) if m.contains("malformed")), "{error}");
+    assert!(matches!(&error, Error::Llm { message: m, .. } if m.contains("malformed")), "{error}");
     assert_eq!(s.llm.requests().len(), 1, "a malformed body is not retried");
 
     let s = setup().await;
     s.llm.on(r"Translate", "ok");
     s.llm.fail(None, Fault::Status(400), 1);
     let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await.unwrap_err();
-    assert!(matches!(&error, Error::Llm(m) if m.contains("400")), "{error}");
+    assert!(matches!(&error, Error::Llm { message: m, .. } if m.contains("400")), "{error}");
     assert_eq!(s.llm.requests().len(), 1, "a 400 is not retried");
 }
 
@@ -360,7 +360,7 @@ async fn a_dead_endpoint_fails_fast_with_a_clear_error() {
     let s = setup_with(|c| c.llm.base_url = Some(dead)).await;
     let started = Instant::now();
     let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await.unwrap_err();
-    assert!(matches!(&error, Error::Llm(m) if m.contains("cannot connect")), "{error}");
+    assert!(matches!(&error, Error::Llm { message: m, .. } if m.contains("cannot connect")), "{error}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -399,7 +399,7 @@ async fn an_llm_request_that_times_out_is_retried_then_reported() {
     s.llm.on(r"Translate", "ok");
     s.llm.fail(None, Fault::Delay(Duration::from_secs(5)), 2);
     let error = s.query("movies", "SELECT llm_map('Translate {title}') FROM movies WHERE year = 1942").await.unwrap_err();
-    assert!(matches!(&error, Error::Llm(m) if m.contains("timed out")), "{error}");
+    assert!(matches!(&error, Error::Llm { message: m, .. } if m.contains("timed out")), "{error}");
     assert_eq!(s.llm.requests().len(), 2, "one retry after the first timeout");
 
     s.llm.fail(None, Fault::Delay(Duration::from_secs(5)), 1);

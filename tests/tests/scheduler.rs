@@ -203,7 +203,7 @@ async fn a_whole_input_beyond_one_chunk_is_deduplicated_and_ordered_at_once() {
         llm.on(r"(?s)Statement: .*item \d*7\b", "no");
         llm.on(r"Statement: \[category\] fits \[name\]", "yes");
         let state = tempfile::tempdir().unwrap();
-        let sources = DatasetSources { paths: vec![dataset.clone()] };
+        let sources = DatasetSources { paths: vec![dataset.clone()], ..Default::default() };
         let engine = engine_over(&llm, state.path(), sources, |c| {
             c.bundled_datasets = false;
             c.llm.concurrency = 1;

@@ -5,6 +5,7 @@
 
 use leptos::{prelude::*, task::spawn_local};
 use serde_json::{json, Value};
+use tag_types::{AskStats, SqlResponse};
 use wasm_bindgen::JsCast;
 
 use crate::{
@@ -81,9 +82,9 @@ fn SqlPanel(turn: Turn) -> impl IntoView {
         run_error.set(None);
         spawn_local(async move {
             let body = json!({"sql": text, "dataset": turn.dataset.get_value()});
-            match api::call::<Value>("POST", "/v1/sql", Some(body)).await {
+            match api::call::<SqlResponse>("POST", "/v1/sql", Some(body)).await {
                 Ok(result) => {
-                    turn.table.set(serde_json::from_value(result).ok());
+                    turn.table.set(Some(result.table));
                     turn.sql.set(Some(text));
                     editing.set(false);
                 }
@@ -282,27 +283,26 @@ fn format_number(value: f64) -> String {
 }
 
 #[component]
-fn StatsView(stats: Value) -> impl IntoView {
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
-    let execution = &stats["execution"];
+fn StatsView(stats: AskStats) -> impl IntoView {
+    let execution = &stats.execution;
     let rows = vec![
         ("Time", format!(
             "SQL {} ms · query {} ms · answer {} ms · total {} ms",
-            n(&stats["synthesis_ms"]), n(&stats["execution_ms"]), n(&stats["generation_ms"]), n(&stats["total_ms"])
+            stats.synthesis_ms, stats.execution_ms, stats.generation_ms, stats.total_ms
         )),
-        ("LLM calls", format!("{} (operators {})", n(&stats["llm"]["calls"]), n(&execution["llm_calls"]))),
+        ("LLM calls", format!("{} (operators {})", stats.llm.calls, execution.llm_calls)),
         ("Tokens", format!(
             "{} prompt · {} completion · {} cached",
-            n(&stats["llm"]["prompt_tokens"]), n(&stats["llm"]["completion_tokens"]), n(&stats["llm"]["cached_prompt_tokens"])
+            stats.llm.usage.prompt_tokens, stats.llm.usage.completion_tokens, stats.llm.usage.cached_prompt_tokens
         )),
         ("Operators", format!(
             "{} rows · {} distinct prompts · {} cache hits · {} reused in the query",
-            n(&execution["operator_rows"]), n(&execution["distinct_prompts"]), n(&execution["cache_hits"]), n(&execution["memo_hits"])
+            execution.operator_rows, execution.distinct_prompts, execution.cache_hits, execution.memo_hits
         )),
     ];
     view! {
         <details class="stats">
-            <summary>{format!("Statistics · {} ms · {} LLM calls", n(&stats["total_ms"]), n(&stats["llm"]["calls"]))}</summary>
+            <summary>{format!("Statistics · {} ms · {} LLM calls", stats.total_ms, stats.llm.calls)}</summary>
             <dl>{rows.into_iter().map(|(name, value)| view! { <dt>{name}</dt><dd>{value}</dd> }).collect_view()}</dl>
         </details>
     }

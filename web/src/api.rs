@@ -1,9 +1,11 @@
-//! The server's HTTP API as the page uses it: typed bodies, JSON requests, and the
-//! server-sent events of `/v1/ask` read from a streaming `fetch` (EventSource cannot
-//! POST). Every failure becomes an [`ApiError`] that the page shows where it happened.
+//! The server's HTTP API as the page uses it: the server's own types (`tag-types`),
+//! JSON requests, and the server-sent events of `/v1/ask` read from a streaming
+//! `fetch` (EventSource cannot POST) as typed [`Event`]s. Every failure becomes an
+//! [`ApiError`] that the page shows where it happened.
 
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+pub use tag_types::Event;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortSignal, Headers, RequestInit, Response};
@@ -38,77 +40,7 @@ fn from_js(code: &str, value: JsValue) -> ApiError {
     ApiError::new(code, message)
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct DatasetSummary {
-    pub name: String,
-    pub description: String,
-    pub examples: Vec<String>,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct DatasetDetail {
-    pub name: String,
-    pub description: String,
-    pub tables: Vec<TableInfo>,
-    #[serde(default)]
-    pub joins: Vec<String>,
-    #[serde(default)]
-    pub sample_rows: std::collections::BTreeMap<String, TableData>,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct TableInfo {
-    pub name: String,
-    pub description: Option<String>,
-    pub row_count: u64,
-    pub columns: Vec<ColumnInfo>,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct ColumnInfo {
-    pub name: String,
-    pub data_type: String,
-    pub description: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Column {
-    pub name: String,
-    pub data_type: String,
-}
-
-/// A result table as the server sends it (rows limited, with the full count).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-pub struct TableData {
-    pub columns: Vec<Column>,
-    pub rows: Vec<Vec<Value>>,
-    #[serde(default)]
-    pub row_count: u64,
-    #[serde(default)]
-    pub truncated: bool,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct Conversation {
-    pub id: String,
-    pub dataset: String,
-    pub title: String,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-pub struct StoredTurn {
-    pub id: i64,
-    pub question: String,
-    pub sql: Option<String>,
-    pub answer: String,
-    pub row_count: Option<u64>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ConversationDetail {
-    pub conversation: Conversation,
-    pub turns: Vec<StoredTurn>,
-}
+pub use tag_types::{Column, Conversation, ConversationDetail, DatasetDetail, DatasetSummary, Table as TableData};
 
 async fn fetch(method: &str, path: &str, body: Option<&Value>, accept: &str, signal: Option<&AbortSignal>) -> Result<Response, ApiError> {
     let init = RequestInit::new();
@@ -133,14 +65,9 @@ async fn fetch(method: &str, path: &str, body: Option<&Value>, accept: &str, sig
     }
     let status = response.status();
     let text = text_of(&response).await.unwrap_or_default();
-    let parsed: Option<Value> = serde_json::from_str(&text).ok();
-    let error = parsed.as_ref().map(|v| &v["error"]);
-    Err(match error {
-        Some(error) if error.is_object() => ApiError::new(
-            error["code"].as_str().unwrap_or("error"),
-            error["message"].as_str().unwrap_or("the server refused the request"),
-        ),
-        _ => ApiError::new("http", format!("the server answered {status} {}", response.status_text())),
+    Err(match serde_json::from_str::<tag_types::ErrorBody>(&text) {
+        Ok(body) => ApiError::new(&body.error.code, body.error.message),
+        Err(_) => ApiError::new("http", format!("the server answered {status} {}", response.status_text())),
     })
 }
 
@@ -162,26 +89,18 @@ pub fn encode(segment: &str) -> String {
     String::from(js_sys::encode_uri_component(segment))
 }
 
-/// One server-sent event: its name and JSON data.
-pub struct SseEvent {
-    pub name: String,
-    pub data: Value,
-}
-
-/// Splits complete events (blank-line separated) off the front of `buffer`.
-pub fn take_events(buffer: &mut Vec<u8>) -> Vec<SseEvent> {
+/// Splits complete events (blank-line separated) off the front of `buffer` and
+/// reads their data; an event the page cannot read becomes an `error` event.
+pub fn take_events(buffer: &mut Vec<u8>) -> Vec<Event> {
     let mut events = Vec::new();
     loop {
         let text_end = buffer.windows(2).position(|w| w == b"\n\n");
         let Some(end) = text_end else { break };
         let block: Vec<u8> = buffer.drain(..end + 2).collect();
         let block = String::from_utf8_lossy(&block);
-        let mut name = String::from("message");
         let mut data = String::new();
         for line in block.lines() {
-            if let Some(value) = line.strip_prefix("event:") {
-                name = value.trim().to_string();
-            } else if let Some(value) = line.strip_prefix("data:") {
+            if let Some(value) = line.strip_prefix("data:") {
                 if !data.is_empty() {
                     data.push('\n');
                 }
@@ -191,15 +110,17 @@ pub fn take_events(buffer: &mut Vec<u8>) -> Vec<SseEvent> {
         if data.is_empty() {
             continue; // keep-alive comment
         }
-        let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-        events.push(SseEvent { name, data });
+        events.push(serde_json::from_str(&data).unwrap_or_else(|e| Event::Error {
+            code: "bad_response".into(),
+            message: format!("unexpected event from the server: {e}"),
+        }));
     }
     events
 }
 
 /// Posts a question to `/v1/ask` and calls `on_event` for every streamed event
 /// until the stream ends. Aborting `signal` stops the request on the server too.
-pub async fn ask_stream(body: Value, signal: AbortSignal, mut on_event: impl FnMut(SseEvent)) -> Result<(), ApiError> {
+pub async fn ask_stream(body: Value, signal: AbortSignal, mut on_event: impl FnMut(Event)) -> Result<(), ApiError> {
     let response = fetch("POST", "/v1/ask", Some(&body), "text/event-stream", Some(&signal)).await?;
     let stream = response.body().ok_or_else(|| ApiError::new("bad_response", "the answer has no body"))?;
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();

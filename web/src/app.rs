@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use leptos::{ev, prelude::*, task::spawn_local};
 use serde_json::{json, Value};
+use tag_types::{AskStats, Event, Preparing, Progress, Readiness, Stage};
 use web_sys::AbortController;
 
 use crate::{
@@ -45,7 +46,7 @@ pub struct Turn {
     pub table: RwSignal<Option<TableData>>,
     /// Rows the stored turn had, when the table itself is not loaded.
     pub stored_rows: RwSignal<Option<u64>>,
-    pub stats: RwSignal<Option<Value>>,
+    pub stats: RwSignal<Option<AskStats>>,
     pub error: RwSignal<Option<ApiError>>,
     pub turn_id: RwSignal<Option<i64>>,
     pub feedback: RwSignal<Option<String>>,
@@ -104,7 +105,7 @@ impl Ctx {
         self.detail.set(None);
         spawn_local(async move {
             match api::call::<DatasetDetail>("GET", &format!("/v1/datasets/{}", api::encode(&name)), None).await {
-                Ok(detail) if self.dataset.get_untracked() == detail.name => self.detail.set(Some(detail)),
+                Ok(detail) if self.dataset.get_untracked() == detail.info.name => self.detail.set(Some(detail)),
                 Ok(_) => {}
                 Err(e) => self.page_error.set(Some(format!("could not load dataset {name}: {}", e.message))),
             }
@@ -169,7 +170,7 @@ impl Ctx {
         }
         spawn_local(async move {
             let mut finished = false;
-            let result = api::ask_stream(body, signal, |event| finished |= self.apply_event(turn, &event.name, event.data)).await;
+            let result = api::ask_stream(body, signal, |event| finished |= self.apply_event(turn, event)).await;
             RUNNING.with(|running| running.borrow_mut().take());
             self.running.set(false);
             turn.stage.set(None);
@@ -188,47 +189,47 @@ impl Ctx {
     }
 
     /// Applies one streamed event to the turn; true when it ends the answer.
-    fn apply_event(self, turn: Turn, name: &str, data: Value) -> bool {
-        match name {
-            "stage" => {
-                let attempt = data["attempt"].as_u64().unwrap_or(1);
-                let text = match (data["stage"].as_str().unwrap_or(""), attempt) {
-                    ("synthesis", 1) => "Writing SQL…".to_string(),
-                    ("synthesis", n) => format!("Fixing the SQL (attempt {n})…"),
-                    ("execution", _) => "Running the query…".to_string(),
-                    ("generation", _) => "Writing the answer…".to_string(),
-                    (other, _) => format!("{other}…"),
+    fn apply_event(self, turn: Turn, event: Event) -> bool {
+        match event {
+            Event::Stage { stage, attempt } => {
+                let text = match (stage, attempt) {
+                    (Stage::Synthesis, 1) => "Writing SQL…".to_string(),
+                    (Stage::Synthesis, n) => format!("Fixing the SQL (attempt {n})…"),
+                    (Stage::Execution, _) => "Running the query…".to_string(),
+                    (Stage::Generation, _) => "Writing the answer…".to_string(),
                 };
                 turn.stage.set(Some(text));
             }
-            "sql" => turn.sql.set(data["sql"].as_str().map(str::to_string)),
-            "progress" => turn.stage.set(Some(progress_text(&data))),
-            "model" => turn.stage.set(Some(model_text(&data))),
-            "rows" => turn.table.set(serde_json::from_value(data).ok()),
-            "token" => turn.answer.update(|answer| answer.push_str(data["text"].as_str().unwrap_or(""))),
-            "done" => {
-                turn.answer.set(data["answer"].as_str().unwrap_or("").to_string());
-                turn.sql.set(data["sql"].as_str().map(str::to_string));
-                turn.table.set(serde_json::from_value(data.clone()).ok().filter(|t: &TableData| !t.columns.is_empty()));
-                turn.turn_id.set(data["turn_id"].as_i64());
-                turn.stats.set(Some(data["stats"].clone()));
-                if let Some(id) = data["conversation_id"].as_str() {
-                    let new_conversation = self.conversation.get_untracked().as_deref() != Some(id);
-                    self.conversation.set(Some(id.to_string()));
-                    if new_conversation {
-                        self.refresh_conversations();
-                    }
+            Event::Sql { sql, .. } => turn.sql.set(Some(sql)),
+            Event::Progress(progress) => turn.stage.set(Some(progress_text(&progress))),
+            Event::Model(readiness) => turn.stage.set(Some(model_text(&readiness))),
+            Event::Rows { columns, rows, row_count, truncated } => turn.table.set(Some(TableData { columns, rows, row_count, truncated })),
+            Event::Token { text } => turn.answer.update(|answer| answer.push_str(&text)),
+            Event::Done(response) => {
+                let response = *response;
+                turn.answer.set(response.answer);
+                turn.sql.set(response.sql);
+                let table = TableData {
+                    columns: response.columns,
+                    rows: response.rows,
+                    row_count: response.row_count,
+                    truncated: response.truncated,
+                };
+                turn.table.set(Some(table).filter(|t| !t.columns.is_empty()));
+                turn.turn_id.set(Some(response.turn_id));
+                turn.stats.set(Some(response.stats));
+                let id = response.conversation_id;
+                let new_conversation = self.conversation.get_untracked().as_deref() != Some(id.as_str());
+                self.conversation.set(Some(id));
+                if new_conversation {
+                    self.refresh_conversations();
                 }
                 return true;
             }
-            "error" => {
-                turn.error.set(Some(ApiError {
-                    code: data["code"].as_str().unwrap_or("error").to_string(),
-                    message: data["message"].as_str().unwrap_or("the server failed").to_string(),
-                }));
+            Event::Error { code, message } => {
+                turn.error.set(Some(ApiError { code, message }));
                 return true;
             }
-            _ => {}
         }
         false
     }
@@ -303,28 +304,25 @@ impl Ctx {
 
 /// The model-preparation event as a line: downloading (with megabytes), verifying,
 /// loading, or why it failed.
-fn model_text(event: &Value) -> String {
-    let detail = &event["detail"];
-    let megabytes = |field: &str| detail[field].as_u64().map(|b| format!("{:.0} MB", b as f64 / 1e6));
-    match (event["state"].as_str(), detail["phase"].as_str()) {
-        (Some("failed"), _) => format!("The model cannot be used: {}", detail.as_str().unwrap_or("unknown reason")),
-        (_, Some("downloading")) => match (megabytes("done"), megabytes("total")) {
-            (Some(done), Some(total)) => format!("Downloading the model: {done} of {total}…"),
-            (Some(done), None) => format!("Downloading the model: {done}…"),
-            _ => "Downloading the model…".into(),
-        },
-        (_, Some("verifying")) => "Verifying the model…".into(),
-        (_, Some("loading")) => "Loading the model…".into(),
-        _ => "Preparing the model…".into(),
+fn model_text(readiness: &Readiness) -> String {
+    let megabytes = |bytes: u64| format!("{:.0} MB", bytes as f64 / 1e6);
+    match readiness {
+        Readiness::Failed(why) => format!("The model cannot be used: {why}"),
+        Readiness::Preparing(Preparing::Downloading { done, total: Some(total) }) => {
+            format!("Downloading the model: {} of {}…", megabytes(*done), megabytes(*total))
+        }
+        Readiness::Preparing(Preparing::Downloading { done, total: None }) => format!("Downloading the model: {}…", megabytes(*done)),
+        Readiness::Preparing(Preparing::Verifying) => "Verifying the model…".into(),
+        Readiness::Preparing(Preparing::Loading) => "Loading the model…".into(),
+        Readiness::Ready => "Preparing the model…".into(),
     }
 }
 
 /// "Running: 3 of 10 LLM calls · 2 cache hits · 40 rows".
-fn progress_text(progress: &Value) -> String {
-    let sum = |field: &str| -> u64 {
-        progress["operators"].as_array().map(|ops| ops.iter().filter_map(|op| op[field].as_u64()).sum()).unwrap_or(0)
-    };
-    let (calls, distinct, cache_hits, rows) = (sum("llm_calls"), sum("distinct_prompts"), sum("cache_hits"), sum("rows"));
+fn progress_text(progress: &Progress) -> String {
+    let sum = |field: fn(&tag_types::OperatorStats) -> u64| -> u64 { progress.operators.iter().map(field).sum() };
+    let (calls, distinct, cache_hits, rows) =
+        (sum(|op| op.llm_calls), sum(|op| op.distinct_prompts), sum(|op| op.cache_hits), sum(|op| op.rows));
     let to_call = distinct.saturating_sub(cache_hits).max(calls);
     format!("Running: {calls} of {to_call} LLM calls · {cache_hits} cache hits · {rows} rows")
 }
@@ -467,11 +465,11 @@ fn Sidebar() -> impl IntoView {
 
 #[component]
 fn SchemaView(detail: DatasetDetail) -> impl IntoView {
-    let joins = detail.joins.clone();
+    let joins = detail.info.joins.clone();
     view! {
-        <p class="muted">{detail.description.clone()}</p>
+        <p class="muted">{detail.info.description.clone()}</p>
         <div class="schema">
-            {detail.tables.into_iter().map(|table| {
+            {detail.info.tables.into_iter().map(|table| {
                 let sample = detail.sample_rows.get(&table.name).cloned();
                 view! {
                     <details class="table-info">

@@ -159,7 +159,7 @@ impl Runner {
             dataset: query.db.clone(),
             conversation_id: None,
         };
-        let response = ask::ask(&self.engine, request, None).await?;
+        let response = ask::ask(&self.engine, request, ask::Events::default()).await?;
         Ok(Outcome {
             sql: response.sql,
             answer_text: response.answer,

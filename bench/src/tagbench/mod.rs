@@ -69,7 +69,7 @@ pub fn parse_plans(text: &str) -> Result<HashMap<u32, String>> {
 async fn download(client: &reqwest::Client, url: &str, path: &Path) -> Result<()> {
     let partial = path.with_extension("partial");
     let label = url.rsplit('/').next().unwrap_or(url);
-    tag_server::llm::model_store::download(client, url, &partial, label, |_, _| {}).await.map_err(anyhow::Error::msg)?;
+    tag_server::wheels::download(client, url, &partial, label, |_, _| {}).await.map_err(anyhow::Error::msg)?;
     std::fs::rename(&partial, path)?;
     Ok(())
 }
@@ -176,7 +176,7 @@ pub fn engine(mut config: Config, db_dir: &Path, dbs: &HashSet<String>, out: &Pa
         }
         paths.push(path);
     }
-    Ok(Arc::new(Engine::new(config, &DatasetSources { paths })?))
+    Ok(Arc::new(Engine::new(config, &DatasetSources { paths, ..Default::default() })?))
 }
 
 /// Runs every method on the selected queries; returns the finished runs.

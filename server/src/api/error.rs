@@ -30,13 +30,14 @@ impl From<Error> for ApiError {
         let (status, code) = match &error {
             Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "dataset_unavailable"),
             Error::RejectedSql(_) => (StatusCode::BAD_REQUEST, "rejected_sql"),
-            Error::Sql(_) => (StatusCode::BAD_REQUEST, "sql_error"),
+            Error::Sql { .. } => (StatusCode::BAD_REQUEST, "sql_error"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Error::Cancelled => (StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST), "cancelled"),
             Error::LlmNotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured"),
-            Error::Llm(_) => (StatusCode::BAD_GATEWAY, "llm_error"),
-            Error::Config(_) | Error::Dataset(_) | Error::Internal(_) => {
+            Error::Llm { .. } => (StatusCode::BAD_GATEWAY, "llm_error"),
+            Error::Config(_) | Error::Dataset { .. } | Error::Internal { .. } => {
                 tracing::error!(error = %error, "internal error");
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log");
             }

@@ -2,7 +2,8 @@
 //! CSV or Arrow IPC), datasets, conversations, feedback, `/healthz` and `/metrics`,
 //! and the chat page's static bundle (`web_dir`) at `/`. Handlers are thin: they
 //! parse, call the engine and shape the response. Request bodies are size-limited
-//! and parsed by hand so that every bad input gets the JSON error.
+//! and read by one extractor ([`ApiJson`]) so that every bad input gets the JSON
+//! error. The request and response types are `tag-types`', shared with the page.
 
 mod error;
 
@@ -10,7 +11,7 @@ use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, DefaultBodyLimit, MatchedPath, Path, Request, State},
+    extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{
@@ -22,8 +23,12 @@ use axum::{
     Json, Router,
 };
 use futures::Stream;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 use serde_json::json;
+use tag_types::{
+    ConversationDetail, DatasetDetail, DatasetSummary, FeedbackRequest, RenameRequest, SqlRequest, SqlResponse,
+    TableSummary,
+};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 use tower_http::{compression::CompressionLayer, services::ServeDir, trace::TraceLayer};
@@ -32,7 +37,8 @@ pub use error::ApiError;
 use error::ErrorCode;
 
 use crate::{
-    ask::{self, AskRequest, Event},
+    ask::{self, AskRequest, Event, Events},
+    catalog::Listing,
     engine::Engine,
     error::Error,
     execution::{values::cell_text, QueryOptions},
@@ -51,6 +57,7 @@ pub fn app(engine: AppState) -> Router {
         .route("/v1/sql", post(sql_handler))
         .route("/v1/datasets", get(list_datasets))
         .route("/v1/datasets/{name}", get(get_dataset))
+        .route("/v1/datasets/{name}/refresh", post(refresh_dataset))
         .route("/v1/conversations", get(list_conversations))
         .route("/v1/cache", get(cache_info).delete(clear_cache))
         .route(
@@ -102,10 +109,9 @@ async fn count_requests(State(engine): State<AppState>, request: Request, next: 
         .unwrap_or_else(|| "unmatched".into());
     let method = request.method().to_string();
     let response = next.run(request).await;
-    let status = response.status().as_u16();
-    engine.metrics.add("tag_http_requests_total", &format!("method=\"{method}\",route=\"{route}\",status=\"{status}\""), 1);
+    engine.metrics.http_request(&method, &route, response.status().as_u16());
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
-        engine.metrics.add("tag_errors_total", &format!("code=\"{code}\""), 1);
+        engine.metrics.error(code);
     }
     response
 }
@@ -149,27 +155,35 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-/// Parses a JSON body, turning every failure into a clear JSON error.
-fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        } else {
-            ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
+/// A JSON request body; every failure (too large, not JSON, malformed, wrong
+/// fields) is the JSON error. A missing `Content-Type` is read as JSON.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+            let content_type = content_type.to_str().unwrap_or("");
+            if !content_type.starts_with("application/json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("send JSON with Content-Type: application/json, not {content_type:?}"),
+                ));
+            }
         }
-    })?;
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let content_type = content_type.to_str().unwrap_or("");
-        if !content_type.starts_with("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("send JSON with Content-Type: application/json, not {content_type:?}"),
-            ));
-        }
+        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            } else {
+                ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
+            }
+        })?;
+        serde_json::from_slice(&body)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid JSON body: {e}")))
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid JSON body: {e}")))
 }
 
 fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
@@ -193,22 +207,24 @@ async fn healthz(State(engine): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "llm": llm,
-        "datasets": engine.catalog.list().map(|d| d.info.name.clone()).collect::<Vec<_>>(),
+        "datasets": engine.catalog.list().iter().map(|listing| match listing {
+            Listing::Ready(d) => d.info.name.clone(),
+            Listing::Unavailable { name, .. } => name.clone(),
+        }).collect::<Vec<_>>(),
     }))
 }
 
 async fn metrics(State(engine): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], engine.metrics.render())
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], engine.metrics.render())
 }
 
 async fn ask_handler(
     State(engine): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<Response, ApiError> {
-    let request: AskRequest = parse_body(&headers, body)?;
     if !accepts(&headers, "text/event-stream") {
-        let response = ask::ask(&engine, request, None).await?;
+        let response = ask::ask(&engine, request, Events::default()).await?;
         return Ok(Json(response).into_response());
     }
     // Check what can be checked before the stream starts, so those errors keep their status.
@@ -217,9 +233,9 @@ async fn ask_handler(
     let (tx, rx) = mpsc::unbounded_channel();
     let task_engine = engine.clone();
     let task = tokio::spawn(async move {
-        if let Err(error) = ask::ask(&task_engine, request, Some(tx.clone())).await {
+        if let Err(error) = ask::ask(&task_engine, request, Events::to(tx.clone())).await {
             let api_error = ApiError::from(error);
-            task_engine.metrics.add("tag_errors_total", &format!("code=\"{}\"", api_error.code), 1);
+            task_engine.metrics.error(api_error.code);
             let _ = tx.send(Event::Error { code: api_error.code.to_string(), message: api_error.message });
         }
     });
@@ -249,54 +265,40 @@ fn event_stream(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SqlRequest {
-    sql: String,
-    dataset: String,
-}
-
 const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 async fn sql_handler(
     State(engine): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    ApiJson(request): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
-    let request: SqlRequest = parse_body(&headers, body)?;
     let dataset = engine.catalog.get(&request.dataset)?;
     let options = QueryOptions { max_rows: engine.config.query.max_rows, llm: engine.llm.clone(), progress: None };
-    engine.metrics.add("tag_sql_queries_total", "", 1);
+    engine.metrics.sql_query();
     if accepts(&headers, ARROW_STREAM) {
-        let (_, (bytes, row_count, truncated), stats) = engine.executor.run_arrow(&dataset, &request.sql, options).await?;
-        engine.metrics.add_execution(&stats);
-        let mut response = ([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response();
-        add_count_headers(&mut response, row_count, truncated);
+        let (_, arrow, stats) =
+            engine.executor.run_arrow(&dataset, &request.sql, options).await.map_err(|e| engine.query_failure(&dataset, e))?;
+        engine.metrics.execution(&stats);
+        let mut response = ([(header::CONTENT_TYPE, ARROW_STREAM)], arrow.bytes).into_response();
+        add_count_headers(&mut response, arrow.row_count, arrow.truncated);
         return Ok(response);
     }
-    let (checked, table, stats) = engine.executor.run_table(&dataset, &request.sql, options).await?;
-    engine.metrics.add_execution(&stats);
+    let (checked, table, stats) =
+        engine.executor.run_table(&dataset, &request.sql, options).await.map_err(|e| engine.query_failure(&dataset, e))?;
+    engine.metrics.execution(&stats);
     if accepts(&headers, "text/csv") {
         let mut writer = csv::Writer::from_writer(Vec::new());
-        let csv_error = |e: csv::Error| Error::Internal(format!("csv: {e}"));
+        let csv_error = |e: csv::Error| Error::internal_from(format!("csv: {e}"), e);
         writer.write_record(table.columns.iter().map(|c| c.name.as_str())).map_err(csv_error)?;
         for row in &table.rows {
             writer.write_record(row.iter().map(cell_text)).map_err(csv_error)?;
         }
-        let bytes = writer.into_inner().map_err(|e| Error::Internal(format!("csv: {e}")))?;
+        let bytes = writer.into_inner().map_err(|e| Error::internal_from(format!("csv: {e}"), e.into_error()))?;
         let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes).into_response();
         add_count_headers(&mut response, table.row_count, table.truncated);
         return Ok(response);
     }
-    Ok(Json(json!({
-        "sql": checked.original,
-        "columns": table.columns,
-        "rows": table.rows,
-        "row_count": table.row_count,
-        "truncated": table.truncated,
-        "stats": stats,
-    }))
-    .into_response())
+    Ok(Json(SqlResponse { sql: checked.original, table, stats }).into_response())
 }
 
 fn add_count_headers(response: &mut Response, row_count: u64, truncated: bool) {
@@ -305,54 +307,55 @@ fn add_count_headers(response: &mut Response, row_count: u64, truncated: bool) {
     headers.insert("x-truncated", HeaderValue::from_static(if truncated { "true" } else { "false" }));
 }
 
-#[derive(Serialize)]
-struct DatasetSummary {
-    name: String,
-    description: String,
-    tables: Vec<TableSummary>,
-    examples: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct TableSummary {
-    name: String,
-    row_count: u64,
-    columns: usize,
-}
-
 async fn list_datasets(State(engine): State<AppState>) -> Json<Vec<DatasetSummary>> {
-    Json(
-        engine
-            .catalog
-            .list()
-            .map(|d| DatasetSummary {
-                name: d.info.name.clone(),
-                description: d.info.description.clone(),
-                tables: d
-                    .info
-                    .tables
-                    .iter()
-                    .map(|t| TableSummary { name: t.name.clone(), row_count: t.row_count, columns: t.columns.len() })
-                    .collect(),
-                examples: d.info.examples.clone(),
-            })
-            .collect(),
-    )
+    let summary = |listing: Listing| match listing {
+        Listing::Ready(d) => DatasetSummary {
+            name: d.info.name.clone(),
+            description: d.info.description.clone(),
+            tables: d
+                .info
+                .tables
+                .iter()
+                .map(|t| TableSummary { name: t.name.clone(), row_count: t.row_count, columns: t.columns.len() })
+                .collect(),
+            examples: d.info.examples.clone(),
+            source: d.source.to_string(),
+            available: true,
+            reason: None,
+        },
+        Listing::Unavailable { name, source, reason } => DatasetSummary {
+            name,
+            description: String::new(),
+            tables: Vec::new(),
+            examples: Vec::new(),
+            source: source.to_string(),
+            available: false,
+            reason: Some(reason),
+        },
+    };
+    Json(engine.catalog.list().into_iter().map(summary).collect())
+}
+
+/// Reads the dataset again from where it lives (picks up a database's schema
+/// changes, or attaches a database that is back); answers as `GET` does.
+async fn refresh_dataset(State(engine): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let reload = engine.clone();
+    let target = name.clone();
+    blocking(move || reload.catalog.reload(&target)).await?;
+    get_dataset(State(engine), Path(name)).await
 }
 
 async fn get_dataset(State(engine): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let dataset = engine.catalog.get(&name)?;
-    let mut samples = serde_json::Map::new();
+    let mut sample_rows = std::collections::BTreeMap::new();
     for table in &dataset.info.tables {
         let sql = format!("SELECT * FROM {} LIMIT 5", sql::quote_name(&table.name));
         let options = QueryOptions { max_rows: 5, llm: None, progress: None };
         let (_, rows, _) = engine.executor.run_table(&dataset, &sql, options).await?;
-        samples.insert(table.name.clone(), json!({ "columns": rows.columns, "rows": rows.rows }));
+        sample_rows.insert(table.name.clone(), rows);
     }
-    let mut body = serde_json::to_value(&dataset.info).map_err(|e| Error::Internal(e.to_string()))?;
-    body["sample_rows"] = serde_json::Value::Object(samples);
-    body["schema_text"] = json!(dataset.schema_text);
-    Ok(Json(body).into_response())
+    let detail = DatasetDetail { info: dataset.info.clone(), sample_rows, schema_text: dataset.schema_text.clone() };
+    Ok(Json(detail).into_response())
 }
 
 /// The persistent response cache: entry count, or cleared.
@@ -373,7 +376,7 @@ async fn clear_cache(State(engine): State<AppState>) -> Result<Response, ApiErro
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> crate::error::Result<T> + Send + 'static) -> crate::error::Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| crate::error::Error::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(work).await.map_err(crate::error::Error::from)?
 }
 
 async fn list_conversations(State(engine): State<AppState>) -> Result<Response, ApiError> {
@@ -383,22 +386,14 @@ async fn list_conversations(State(engine): State<AppState>) -> Result<Response, 
 async fn get_conversation(State(engine): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let conversation = engine.state.conversation(&id).await?;
     let turns = engine.state.turns(&id).await?;
-    Ok(Json(json!({ "conversation": conversation, "turns": turns })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RenameRequest {
-    title: String,
+    Ok(Json(ConversationDetail { conversation, turns }).into_response())
 }
 
 async fn rename_conversation(
     State(engine): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    ApiJson(request): ApiJson<RenameRequest>,
 ) -> Result<Response, ApiError> {
-    let request: RenameRequest = parse_body(&headers, body)?;
     let title = request.title.trim();
     if title.is_empty() {
         return Err(Error::InvalidRequest("the title is empty".into()).into());
@@ -412,35 +407,17 @@ async fn delete_conversation(State(engine): State<AppState>, Path(id): Path<Stri
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FeedbackRequest {
-    turn_id: i64,
-    /// `up` or `down`.
-    rating: String,
-    #[serde(default)]
-    comment: Option<String>,
-}
-
 const MAX_COMMENT_CHARS: usize = 4000;
 
 /// Thumbs up or down on an answer (a turn), with an optional comment; a second
 /// verdict on the same turn replaces the first.
-async fn add_feedback(
-    State(engine): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: FeedbackRequest = parse_body(&headers, body)?;
-    if !matches!(request.rating.as_str(), "up" | "down") {
-        return Err(Error::InvalidRequest(format!("rating must be \"up\" or \"down\", not {:?}", request.rating)).into());
-    }
+async fn add_feedback(State(engine): State<AppState>, ApiJson(request): ApiJson<FeedbackRequest>) -> Result<Response, ApiError> {
     let comment = request.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
         return Err(Error::InvalidRequest(format!("the comment is longer than {MAX_COMMENT_CHARS} characters")).into());
     }
-    let feedback = engine.state.set_feedback(request.turn_id, &request.rating, comment).await?;
-    engine.metrics.add("tag_feedback_total", &format!("rating=\"{}\"", feedback.rating), 1);
+    let feedback = engine.state.set_feedback(request.turn_id, request.rating, comment).await?;
+    engine.metrics.feedback(feedback.rating);
     Ok((StatusCode::CREATED, Json(feedback)).into_response())
 }
 

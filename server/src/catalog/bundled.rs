@@ -19,7 +19,7 @@ pub fn materialize(data_dir: &Path) -> Result<PathBuf> {
 }
 
 fn write_dir(dir: &Dir<'static>, root: &Path) -> Result<()> {
-    let failed = |path: &Path, e: std::io::Error| Error::Dataset(format!("cannot write bundled dataset file {}: {e}", path.display()));
+    let failed = |path: &Path, e: std::io::Error| Error::dataset_from(format!("cannot write bundled dataset file {}: {e}", path.display()), e);
     for file in dir.files() {
         let path = root.join(file.path());
         if std::fs::read(&path).is_ok_and(|existing| existing == file.contents()) {

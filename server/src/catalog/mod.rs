@@ -1,29 +1,43 @@
 //! Datasets and their descriptions: the first thing the pipeline needs. A dataset is
-//! a folder of CSV/Parquet files (one table per file) or a DuckDB file, plus an
-//! optional description file (`dataset.toml` in the folder, `<name>.toml` beside a
-//! DuckDB file) with table and column descriptions, keys, joins and example
-//! questions. Each dataset gets its own DuckDB database, with the LLM operators
-//! registered, external access disabled and the configuration locked once loaded.
-//! The catalog also writes the schema text that grounds the synthesis prompt.
+//! a folder of CSV/Parquet files (one table per file), a DuckDB file, or a database
+//! attached read-only through DuckDB's own extensions ([`source`]: PostgreSQL,
+//! MySQL/MariaDB, SQLite), plus a description (`dataset.toml` in a folder,
+//! `<name>.toml` beside a file, `[sources.<name>]` in the configuration) with table
+//! and column descriptions, keys, joins and example questions. Each dataset gets its
+//! own DuckDB database, set up by the catalog's [`ConnectionSetup`] (the executor
+//! registers the LLM operators there), with external access disabled and the
+//! configuration locked once loaded. A database that cannot be reached is listed as
+//! unavailable with the reason, and [`Catalog::reload`] tries it again (the server
+//! does every few seconds); a reload also picks up schema changes. The catalog also
+//! writes the schema text that grounds the synthesis prompt.
 
 pub mod bundled;
+pub mod extensions;
+pub mod linking;
 mod schema_text;
+mod source;
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
+    time::Instant,
 };
 
 use duckdb::{AccessMode, Connection};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+pub use tag_types::{ColumnInfo, DatasetInfo, TableInfo};
 
 use crate::{
+    config::{SourceConfig, SourceKind, TableDescription},
     error::{Error, Result},
-    execution::{context::QueryRegistry, operators},
     sql::{quote_ident, quote_literal},
     text::shorten,
 };
+
+/// What every dataset's database gets before its configuration is locked (the
+/// executor's LLM operators).
+pub type ConnectionSetup = std::sync::Arc<dyn Fn(&Connection) -> Result<()> + Send + Sync>;
 
 /// The description file's format.
 #[derive(Debug, Default, Deserialize)]
@@ -38,58 +52,31 @@ struct DescriptionFile {
     tables: BTreeMap<String, TableDescription>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TableDescription {
-    file: Option<String>,
-    description: Option<String>,
-    primary_key: Option<String>,
-    #[serde(default)]
-    columns: BTreeMap<String, String>,
-}
-
-/// What the API and the prompts know about a dataset.
-#[derive(Debug, Clone, Serialize)]
-pub struct DatasetInfo {
-    pub name: String,
-    pub description: String,
-    pub tables: Vec<TableInfo>,
-    pub joins: Vec<String>,
-    pub examples: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TableInfo {
-    pub name: String,
-    pub description: Option<String>,
-    pub primary_key: Option<String>,
-    pub row_count: u64,
-    pub columns: Vec<ColumnInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ColumnInfo {
-    pub name: String,
-    pub data_type: String,
-    pub description: Option<String>,
-    /// A few frequent values, as text.
-    pub samples: Vec<String>,
-    /// Approximate number of distinct values.
-    pub distinct_count: u64,
-    /// Every value, when the column is text with only a few distinct values.
-    pub values: Option<Vec<String>>,
-}
-
 /// A loaded dataset: its description and a pool of DuckDB connections.
 pub struct Dataset {
     pub info: DatasetInfo,
+    /// Where the data lives: `files`, `duckdb`, `postgres`, `mysql` or `sqlite`.
+    pub source: &'static str,
     /// The schema text used in synthesis prompts.
     pub schema_text: String,
+    /// The schema linker over the tables, for schemas too large for one prompt.
+    pub linker: linking::Linker,
     root: Mutex<Connection>,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Dataset {
+    fn new(info: DatasetInfo, source: &'static str, conn: Connection) -> Dataset {
+        let schema_text = schema_text::render(&info, None);
+        let linker = linking::Linker::new(&info);
+        Dataset { info, source, schema_text, linker, root: Mutex::new(conn), idle: Mutex::new(Vec::new()) }
+    }
+
+    /// The schema text of the given tables only (a linked subset, in the dataset's order).
+    pub fn schema_text_of(&self, tables: &[String]) -> String {
+        schema_text::render(&self.info, Some(tables))
+    }
+
     /// A connection of this dataset's database; give it back with [`Dataset::checkin`].
     pub fn checkout(&self) -> Result<Connection> {
         if let Some(conn) = self.idle.lock().map_err(poisoned)?.pop() {
@@ -108,71 +95,236 @@ impl Dataset {
 }
 
 fn poisoned<T>(_: T) -> Error {
-    Error::Internal("a dataset lock was poisoned".into())
+    Error::internal("a dataset lock was poisoned")
+}
+
+/// Where a dataset comes from, so it can be loaded again.
+#[derive(Clone)]
+enum Origin {
+    Path(PathBuf),
+    Source(SourceConfig),
+}
+
+/// A dataset as the catalog holds it: loaded, or not reachable now and why.
+#[derive(Clone)]
+enum State {
+    Ready(Arc<Dataset>),
+    Unavailable(String),
+}
+
+struct Entry {
+    origin: Origin,
+    state: State,
+    loaded: Instant,
+}
+
+/// A dataset as listed: loaded, or unavailable with the reason.
+pub enum Listing {
+    Ready(Arc<Dataset>),
+    Unavailable { name: String, source: &'static str, reason: String },
 }
 
 /// All datasets the server knows, by name.
-#[derive(Default)]
 pub struct Catalog {
-    datasets: BTreeMap<String, Arc<Dataset>>,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    setup: ConnectionSetup,
+    extension_dir: PathBuf,
+}
+
+fn source_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Postgres => "postgres",
+        SourceKind::Mysql => "mysql",
+        SourceKind::Sqlite => "sqlite",
+    }
 }
 
 impl Catalog {
-    pub fn get(&self, name: &str) -> Result<Arc<Dataset>> {
-        self.datasets.get(name).cloned().ok_or_else(|| Error::not_found("dataset", name))
+    /// An empty catalog whose datasets' databases get `setup`; database sources
+    /// load their DuckDB extension from `extension_dir` when DuckDB has none.
+    pub fn new(setup: ConnectionSetup, extension_dir: PathBuf) -> Self {
+        Catalog { entries: RwLock::new(BTreeMap::new()), setup, extension_dir }
     }
 
-    pub fn list(&self) -> impl Iterator<Item = &Arc<Dataset>> {
-        self.datasets.values()
+    /// The dataset, or why not: unknown (404) or unavailable (503).
+    pub fn get(&self, name: &str) -> Result<Arc<Dataset>> {
+        let entries = self.entries.read().map_err(poisoned)?;
+        match entries.get(name).map(|entry| &entry.state) {
+            Some(State::Ready(dataset)) => Ok(dataset.clone()),
+            Some(State::Unavailable(reason)) => Err(Error::Unavailable { name: name.to_string(), reason: reason.clone() }),
+            None => Err(Error::not_found("dataset", name)),
+        }
+    }
+
+    /// Every dataset, in name order.
+    pub fn list(&self) -> Vec<Listing> {
+        let Ok(entries) = self.entries.read() else { return Vec::new() };
+        entries
+            .iter()
+            .map(|(name, entry)| match &entry.state {
+                State::Ready(dataset) => Listing::Ready(dataset.clone()),
+                State::Unavailable(reason) => Listing::Unavailable {
+                    name: name.clone(),
+                    source: match &entry.origin {
+                        Origin::Source(config) => source_name(config.kind),
+                        Origin::Path(_) => "files",
+                    },
+                    reason: reason.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// The loaded datasets.
+    pub fn ready(&self) -> Vec<Arc<Dataset>> {
+        self.list()
+            .into_iter()
+            .filter_map(|listing| match listing {
+                Listing::Ready(dataset) => Some(dataset),
+                Listing::Unavailable { .. } => None,
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.datasets.len()
+        self.entries.read().map(|e| e.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.datasets.is_empty()
+        self.len() == 0
     }
 
-    /// Loads every dataset in `dir`: each sub-folder and each `.duckdb` file.
-    pub fn load_dir(&mut self, dir: &Path, runtime: &Arc<QueryRegistry>) -> Result<()> {
+    fn insert(&mut self, name: String, origin: Origin, state: State) -> Result<()> {
+        let entries = self.entries.get_mut().map_err(poisoned)?;
+        if entries.contains_key(&name) {
+            return Err(Error::dataset(format!("two datasets are named {name:?}")));
+        }
+        entries.insert(name, Entry { origin, state, loaded: Instant::now() });
+        Ok(())
+    }
+
+    /// Loads every dataset in `dir`: each sub-folder, DuckDB file and SQLite file.
+    pub fn load_dir(&mut self, dir: &Path) -> Result<()> {
         let entries = std::fs::read_dir(dir)
-            .map_err(|e| Error::Dataset(format!("cannot read datasets folder {}: {e}", dir.display())))?;
+            .map_err(|e| Error::dataset_from(format!("cannot read datasets folder {}: {e}", dir.display()), e))?;
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for path in paths {
-            if path.is_dir() || is_duckdb_file(&path) {
-                self.load(&path, runtime)?;
+            if path.is_dir() || is_database_file(&path) {
+                self.load(&path)?;
             }
         }
         Ok(())
     }
 
-    /// Loads one dataset from a folder or a DuckDB file.
-    pub fn load(&mut self, path: &Path, runtime: &Arc<QueryRegistry>) -> Result<()> {
+    /// Loads one dataset from a folder, a DuckDB file or a SQLite file (attached
+    /// read-only, as a `sqlite` source).
+    pub fn load(&mut self, path: &Path) -> Result<()> {
         let name = dataset_name(path)?;
-        if self.datasets.contains_key(&name) {
-            return Err(Error::Dataset(format!("two datasets are named {name:?} (second: {})", path.display())));
+        if is_sqlite_file(path) {
+            return self.add_source(&name, SourceConfig::new(SourceKind::Sqlite, path.to_string_lossy().into_owned()));
         }
-        let dataset = load_dataset(&name, path, runtime)?;
+        let dataset = load_dataset(&name, path, &self.setup)?;
         tracing::info!(dataset = %name, tables = dataset.info.tables.len(), path = %path.display(), "dataset loaded");
-        self.datasets.insert(name, Arc::new(dataset));
+        self.insert(name, Origin::Path(path.to_path_buf()), State::Ready(Arc::new(dataset)))
+    }
+
+    /// Adds a dataset that lives in a database. A database that cannot be reached
+    /// now is listed as unavailable with the reason (and tried again by
+    /// [`Catalog::reload`]); only a configuration mistake is an error.
+    pub fn add_source(&mut self, name: &str, config: SourceConfig) -> Result<()> {
+        if dataset_name(Path::new(name)).is_err() {
+            return Err(Error::Config(format!("sources.{name}: a dataset name may only use letters, digits, '_' and '-'")));
+        }
+        let state = self.open_source(name, &config)?;
+        self.insert(name.to_string(), Origin::Source(config), state)
+    }
+
+    fn open_source(&self, name: &str, config: &SourceConfig) -> Result<State> {
+        let started = Instant::now();
+        match source::open(name, config, &self.extension_dir, &self.setup) {
+            Ok((conn, info)) => {
+                tracing::info!(dataset = name, source = source_name(config.kind), tables = info.tables.len(),
+                    seconds = started.elapsed().as_secs_f64(), "dataset attached");
+                Ok(State::Ready(Arc::new(Dataset::new(info, source_name(config.kind), conn))))
+            }
+            Err(e @ Error::Config(_)) => Err(e),
+            Err(e) => {
+                let reason = e.message();
+                tracing::warn!(dataset = name, reason = %reason, "dataset unavailable");
+                Ok(State::Unavailable(reason))
+            }
+        }
+    }
+
+    /// Loads `name` again from where it came from (a database's schema changes, a
+    /// database that is back); queries already running keep the old copy. A
+    /// database still unreachable stays unavailable and says why.
+    pub fn reload(&self, name: &str) -> Result<()> {
+        let origin = {
+            let entries = self.entries.read().map_err(poisoned)?;
+            entries.get(name).map(|e| e.origin.clone()).ok_or_else(|| Error::not_found("dataset", name))?
+        };
+        let state = match &origin {
+            Origin::Source(config) => self.open_source(name, config)?,
+            Origin::Path(path) => State::Ready(Arc::new(load_dataset(name, path, &self.setup)?)),
+        };
+        let mut entries = self.entries.write().map_err(poisoned)?;
+        if let Some(entry) = entries.get_mut(name) {
+            entry.state = state;
+            entry.loaded = Instant::now();
+        }
         Ok(())
+    }
+
+    /// Datasets to load again now: unavailable ones tried last `retry` ago or
+    /// longer, and sources whose `refresh_secs` have passed.
+    pub fn due(&self, retry: std::time::Duration) -> Vec<String> {
+        let Ok(entries) = self.entries.read() else { return Vec::new() };
+        entries
+            .iter()
+            .filter(|(_, entry)| match (&entry.state, &entry.origin) {
+                (State::Unavailable(_), _) => entry.loaded.elapsed() >= retry,
+                (State::Ready(_), Origin::Source(config)) => {
+                    config.refresh_secs > 0 && entry.loaded.elapsed().as_secs() >= config.refresh_secs
+                }
+                (State::Ready(_), Origin::Path(_)) => false,
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Marks a ready dataset unavailable (its database stopped answering), so that
+    /// it is attached again once it is back.
+    pub fn mark_unavailable(&self, name: &str, reason: String) {
+        if let Ok(mut entries) = self.entries.write() {
+            if let Some(entry) = entries.get_mut(name) {
+                if matches!(entry.origin, Origin::Source(_)) {
+                    tracing::warn!(dataset = name, reason = %reason, "dataset unavailable");
+                    entry.state = State::Unavailable(reason);
+                    entry.loaded = Instant::now();
+                }
+            }
+        }
     }
 }
 
-fn is_duckdb_file(path: &Path) -> bool {
-    path.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("duckdb" | "db"))
+fn is_database_file(path: &Path) -> bool {
+    path.is_file() && (matches!(path.extension().and_then(|e| e.to_str()), Some("duckdb" | "db")) || is_sqlite_file(path))
+}
+
+/// Whether `path` is a SQLite database (by its header).
+fn is_sqlite_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    path.is_file() && std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok() && &header == b"SQLite format 3\0"
 }
 
 fn dataset_name(path: &Path) -> Result<String> {
     let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
     let name = stem.and_then(|s| s.to_str()).unwrap_or_default().to_string();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(Error::Dataset(format!(
-            "{}: a dataset name may only use letters, digits, '_' and '-'",
-            path.display()
-        )));
+        return Err(Error::dataset(format!("{}: a dataset name may only use letters, digits, '_' and '-'", path.display())));
     }
     Ok(name)
 }
@@ -182,10 +334,10 @@ fn read_description(path: &Path) -> Result<DescriptionFile> {
         return Ok(DescriptionFile::default());
     }
     let text = std::fs::read_to_string(path)?;
-    toml::from_str(&text).map_err(|e| Error::Dataset(format!("{}: {e}", path.display())))
+    toml::from_str(&text).map_err(|e| Error::dataset_from(format!("{}: {e}", path.display()), e))
 }
 
-fn load_dataset(name: &str, path: &Path, runtime: &Arc<QueryRegistry>) -> Result<Dataset> {
+fn load_dataset(name: &str, path: &Path, setup: &ConnectionSetup) -> Result<Dataset> {
     let (conn, description) = if path.is_dir() {
         let description = read_description(&path.join("dataset.toml"))?;
         let conn = Connection::open_in_memory()?;
@@ -194,14 +346,13 @@ fn load_dataset(name: &str, path: &Path, runtime: &Arc<QueryRegistry>) -> Result
     } else {
         let config = duckdb::Config::default().access_mode(AccessMode::ReadOnly)?;
         let conn = Connection::open_with_flags(path, config)
-            .map_err(|e| Error::Dataset(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| Error::dataset_from(format!("cannot open {}: {e}", path.display()), e))?;
         (conn, read_description(&path.with_extension("toml"))?)
     };
     let info = describe(&conn, name, description)?;
-    operators::register(&conn, runtime)?;
+    setup(&conn)?;
     conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")?;
-    let schema_text = schema_text::render(&info);
-    Ok(Dataset { info, schema_text, root: Mutex::new(conn), idle: Mutex::new(Vec::new()) })
+    Ok(Dataset::new(info, if path.is_dir() { "files" } else { "duckdb" }, conn))
 }
 
 /// Creates one table per CSV/Parquet file: those the description names, else all.
@@ -223,18 +374,18 @@ fn load_table_files(conn: &Connection, dir: &Path, description: &DescriptionFile
         }
     }
     if files.is_empty() {
-        return Err(Error::Dataset(format!("{} has no CSV or Parquet files", dir.display())));
+        return Err(Error::dataset(format!("{} has no CSV or Parquet files", dir.display())));
     }
     for (table, file) in files {
         if !file.is_file() {
-            return Err(Error::Dataset(format!("table {table}: file {} does not exist", file.display())));
+            return Err(Error::dataset(format!("table {table}: file {} does not exist", file.display())));
         }
         let reader = match file.extension().and_then(|e| e.to_str()) {
             Some("parquet") => format!("read_parquet({})", quote_literal(&file.to_string_lossy())),
             _ => format!("read_csv({}, header = true)", quote_literal(&file.to_string_lossy())),
         };
         conn.execute_batch(&format!("CREATE TABLE {} AS SELECT * FROM {reader}", quote_ident(&table)))
-            .map_err(|e| Error::Dataset(format!("table {table} from {}: {e}", file.display())))?;
+            .map_err(|e| Error::dataset_from(format!("table {table} from {}: {e}", file.display()), e))?;
     }
     Ok(())
 }
@@ -272,7 +423,7 @@ fn describe(conn: &Connection, name: &str, description: DescriptionFile) -> Resu
         });
     }
     if tables.is_empty() {
-        return Err(Error::Dataset(format!("dataset {name} has no tables")));
+        return Err(Error::dataset(format!("dataset {name} has no tables")));
     }
     Ok(DatasetInfo {
         name: name.to_string(),
@@ -286,7 +437,7 @@ fn describe(conn: &Connection, name: &str, description: DescriptionFile) -> Resu
 const LOW_CARDINALITY: usize = 12;
 const SAMPLE_CHARS: usize = 80;
 
-fn describe_column(
+pub(super) fn describe_column(
     conn: &Connection,
     table: &str,
     column: &str,

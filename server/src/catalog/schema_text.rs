@@ -6,10 +6,13 @@ use std::fmt::Write;
 
 use super::DatasetInfo;
 
-pub fn render(info: &DatasetInfo) -> String {
+/// The schema text of every table, or of `only` those (a linked subset): the joins
+/// shown are those between the tables shown.
+pub fn render(info: &DatasetInfo, only: Option<&[String]>) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "Dataset `{}`{}", info.name, optional(": ", &info.description));
-    for table in &info.tables {
+    let shown = |table: &str| only.is_none_or(|names| names.iter().any(|n| n == table));
+    for table in info.tables.iter().filter(|t| shown(&t.name)) {
         let _ = writeln!(
             text,
             "\nTABLE {} ({} rows){}{}",
@@ -37,8 +40,10 @@ pub fn render(info: &DatasetInfo) -> String {
             let _ = writeln!(text, "{line}");
         }
     }
-    if !info.joins.is_empty() {
-        let _ = writeln!(text, "\nJOINS: {}", info.joins.join("; "));
+    let joins: Vec<&String> = info.joins.iter().filter(|join| only.is_none() || super::linking::join_tables(join).iter().all(|t| shown(t))).collect();
+    if !joins.is_empty() {
+        let joins: Vec<&str> = joins.iter().map(|j| j.as_str()).collect();
+        let _ = writeln!(text, "\nJOINS: {}", joins.join("; "));
     }
     text
 }

@@ -2,6 +2,8 @@
 //! reach the async LLM client (a runtime handle, never a nested runtime), the
 //! query's cancellation token, a memo so each distinct prompt is asked once per
 //! query (and can be answered ahead of the operator), and per-operator statistics.
+//! The registry that maps a query id (the first argument of every operator call)
+//! to its context is private to the executor.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,64 +14,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::prompts;
 use crate::{
+    config::Config,
     error::{Error, Result},
-    llm::{cache::ResponseCache, ChatRequest, Constraint, Message, SharedLlm, Usage},
+    llm::{cache::ResponseCache, ChatRequest, Constraint, Message, SharedLlm},
+    operators::{prompts, Operator},
 };
-
-/// Limits the operators work within.
-#[derive(Debug, Clone)]
-pub struct OperatorSettings {
-    pub max_tokens: u32,
-    pub rank_window: usize,
-    /// Characters of items one `llm_reduce` call may take before it reduces in parts.
-    pub reduce_chunk_chars: usize,
-    /// The persistent response cache; `None` when disabled.
-    pub cache: Option<Arc<ResponseCache>>,
-    /// Order prompts for prefix sharing (GGR).
-    pub reorder: bool,
-    /// Answer a row-wise operator's whole input before the query runs, when the
-    /// query's shape allows (`query.collect_inputs`).
-    pub collect_inputs: bool,
-}
-
-/// Counters of one operator within one query.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct OperatorStats {
-    pub operator: String,
-    /// Rows (or groups) the operator was evaluated on.
-    pub rows: u64,
-    /// Distinct prompts among them.
-    pub distinct_prompts: u64,
-    /// Prompts answered from this query's memo instead of the LLM.
-    pub memo_hits: u64,
-    /// Requests answered from the persistent response cache (a yes/no prompt whose
-    /// first token did not decide counts its two requests).
-    pub cache_hits: u64,
-    pub llm_calls: u64,
-    pub failed_calls: u64,
-    /// Answers that did not have the required form (they became NULL).
-    pub invalid_answers: u64,
-    #[serde(flatten)]
-    pub usage: Usage,
-    pub llm_ms: u64,
-    /// Characters of the prompts in the order they were sent, and how many of them
-    /// were a prefix shared with an earlier prompt (the prefix hit rate's parts).
-    pub prompt_chars: u64,
-    pub shared_prefix_chars: u64,
-}
-
-impl OperatorStats {
-    /// Percent of prompt characters shared with an earlier prompt, in sending order.
-    pub fn prefix_hit_rate(&self) -> f64 {
-        crate::reorder::hit_rate(self.shared_prefix_chars, self.prompt_chars)
-    }
-}
+pub use tag_types::OperatorStats;
 
 /// Wall time with at least one LLM call in flight.
 #[derive(Default)]
@@ -79,32 +33,40 @@ struct InFlight {
     total: Duration,
 }
 
-type Answer = std::result::Result<String, String>;
+type Answer = Result<String>;
 
-pub struct QueryContext {
-    pub id: String,
+pub(super) struct QueryContext {
+    pub(super) id: String,
     llm: Option<SharedLlm>,
     handle: tokio::runtime::Handle,
-    pub settings: OperatorSettings,
-    pub cancel: CancellationToken,
+    config: Arc<Config>,
+    cache: Option<Arc<ResponseCache>>,
+    pub(super) cancel: CancellationToken,
     memo: Mutex<HashMap<String, Arc<MemoEntry>>>,
     /// Field orders chosen when the operator's whole input was answered ahead
     /// (see `sql::collect`), by row key, so the operator's chunks lay their prompts
     /// out the same way and find the answers.
     field_orders: Mutex<HashMap<String, Vec<usize>>>,
-    stats: Mutex<BTreeMap<String, OperatorStats>>,
+    stats: Mutex<BTreeMap<&'static str, OperatorStats>>,
     /// The first LLM failure, reported instead of DuckDB's wrapped message.
     failure: Mutex<Option<Error>>,
     in_flight: Mutex<InFlight>,
 }
 
 impl QueryContext {
-    pub fn new(id: String, llm: Option<SharedLlm>, handle: tokio::runtime::Handle, settings: OperatorSettings) -> Self {
+    pub(super) fn new(
+        id: String,
+        llm: Option<SharedLlm>,
+        handle: tokio::runtime::Handle,
+        config: Arc<Config>,
+        cache: Option<Arc<ResponseCache>>,
+    ) -> Self {
         QueryContext {
             id,
             llm,
             handle,
-            settings,
+            config,
+            cache,
             cancel: CancellationToken::new(),
             memo: Mutex::new(HashMap::new()),
             field_orders: Mutex::new(HashMap::new()),
@@ -114,8 +76,24 @@ impl QueryContext {
         }
     }
 
+    /// Whether prompts are sent in the prefix-sharing (GGR) order (`query.reorder`).
+    pub(super) fn reorder(&self) -> bool {
+        self.config.query.reorder
+    }
+
+    /// Window size of `llm_rank` (`query.rank_window`).
+    pub(super) fn rank_window(&self) -> usize {
+        self.config.query.rank_window
+    }
+
+    /// Characters of items one `llm_reduce` call may take before it reduces in
+    /// parts (`query.answer_table_chars`).
+    pub(super) fn reduce_chunk_chars(&self) -> usize {
+        self.config.query.answer_table_chars
+    }
+
     /// Wall time so far with at least one LLM call in flight.
-    pub fn llm_wall_time(&self) -> Duration {
+    pub(super) fn llm_wall_time(&self) -> Duration {
         self.in_flight.lock().map(|f| f.total + f.since.map_or(Duration::ZERO, |s| s.elapsed())).unwrap_or_default()
     }
 
@@ -141,7 +119,7 @@ impl QueryContext {
 
     /// Runs `work` to completion from a DuckDB thread, or stops when the query is
     /// cancelled. Must not be called from an async context.
-    pub fn block_on<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    pub(super) fn block_on<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let cancel = self.cancel.clone();
         self.handle.block_on(async move {
             tokio::select! {
@@ -151,20 +129,19 @@ impl QueryContext {
         })
     }
 
-    pub fn record(&self, operator: &str, update: impl FnOnce(&mut OperatorStats)) {
+    pub(super) fn record(&self, op: Operator, update: impl FnOnce(&mut OperatorStats)) {
         if let Ok(mut stats) = self.stats.lock() {
-            let entry = stats
-                .entry(operator.to_string())
-                .or_insert_with(|| OperatorStats { operator: operator.to_string(), ..Default::default() });
+            let entry =
+                stats.entry(op.name()).or_insert_with(|| OperatorStats { operator: op.name().to_string(), ..Default::default() });
             update(entry);
         }
     }
 
-    pub fn stats(&self) -> Vec<OperatorStats> {
+    pub(super) fn stats(&self) -> Vec<OperatorStats> {
         self.stats.lock().map(|s| s.values().cloned().collect()).unwrap_or_default()
     }
 
-    pub fn take_failure(&self) -> Option<Error> {
+    pub(super) fn take_failure(&self) -> Option<Error> {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
@@ -172,26 +149,25 @@ impl QueryContext {
         if let Ok(mut failure) = self.failure.lock() {
             if failure.is_none() {
                 *failure = Some(match error {
-                    Error::Llm(m) => Error::Llm(m.clone()),
-                    Error::Cancelled => Error::Cancelled,
-                    other => Error::Llm(other.to_string()),
+                    Error::Llm { .. } | Error::Cancelled => error.clone(),
+                    other => Error::Llm { message: other.to_string(), source: Some(Arc::new(other.clone())) },
                 });
             }
         }
     }
 
-    pub fn remember_field_order(&self, row_key: String, order: Vec<usize>) {
+    pub(super) fn remember_field_order(&self, row_key: String, order: Vec<usize>) {
         if let Ok(mut orders) = self.field_orders.lock() {
             orders.insert(row_key, order);
         }
     }
 
-    pub fn field_order(&self, row_key: &str) -> Option<Vec<usize>> {
+    pub(super) fn field_order(&self, row_key: &str) -> Option<Vec<usize>> {
         self.field_orders.lock().ok()?.get(row_key).cloned()
     }
 
     fn memo_entry(&self, key: String) -> Result<Arc<MemoEntry>> {
-        let mut memo = self.memo.lock().map_err(|_| Error::Internal("memo lock poisoned".into()))?;
+        let mut memo = self.memo.lock().map_err(|_| Error::internal("memo lock poisoned"))?;
         Ok(memo.entry(key).or_default().clone())
     }
 
@@ -199,27 +175,28 @@ impl QueryContext {
     /// one call, even when they arrive concurrently. The first time the operator
     /// itself asks a prompt counts as a distinct prompt (also when it was answered
     /// ahead), every later time as a memo hit.
-    pub async fn ask(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
-        let entry = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
+    pub(super) async fn ask(&self, op: Operator, prompt: String, constraint: Option<Constraint>) -> Result<String> {
+        let entry = self.memo_entry(prompt.clone())?;
         let first = !entry.asked_by_operator.swap(true, Ordering::SeqCst);
-        self.record(operator, |s| if first { s.distinct_prompts += 1 } else { s.memo_hits += 1 });
-        self.answer(operator, &entry, system, prompt, constraint).await
+        self.record(op, |s| if first { s.distinct_prompts += 1 } else { s.memo_hits += 1 });
+        self.answer(op, &entry, prompt, constraint).await
     }
 
     /// Answers a prompt ahead of the operator (whole-input collection): the answer
     /// waits in the memo; nothing is counted as the operator's until it asks.
-    pub async fn ask_ahead(&self, operator: &str, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
-        let entry = self.memo_entry(format!("{system}\u{0}{prompt}"))?;
-        self.answer(operator, &entry, system, prompt, constraint).await
+    pub(super) async fn ask_ahead(&self, op: Operator, prompt: String, constraint: Option<Constraint>) -> Result<String> {
+        let entry = self.memo_entry(prompt.clone())?;
+        self.answer(op, &entry, prompt, constraint).await
     }
 
-    async fn answer(&self, operator: &str, entry: &MemoEntry, system: &str, prompt: String, constraint: Option<Constraint>) -> Result<String> {
+    /// The memoised answer to `prompt` (under the operators' one system text).
+    async fn answer(&self, op: Operator, entry: &MemoEntry, prompt: String, constraint: Option<Constraint>) -> Result<String> {
         let Some(llm) = self.llm.clone() else {
             return Err(Error::LlmNotConfigured("LLM operators need an LLM; TAG_LLM_BACKEND is none".into()));
         };
         let mut request = ChatRequest {
-            messages: vec![Message::system(system), Message::user(prompt)],
-            max_tokens: self.settings.max_tokens,
+            messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
+            max_tokens: self.config.llm.operator_max_tokens,
             constraint,
         };
         let answer = entry
@@ -232,25 +209,25 @@ impl QueryContext {
                 if request.constraint == Some(Constraint::YesNo) && request.max_tokens > 1 {
                     let full = request.max_tokens;
                     request.max_tokens = 1;
-                    let first = self.call(operator, &llm, &request).await?;
+                    let first = self.call(op, &llm, &request).await?;
                     if prompts::parse_yes_no(&first).is_some() {
                         return Ok(first);
                     }
                     request.max_tokens = full;
                 }
-                self.call(operator, &llm, &request).await
+                self.call(op, &llm, &request).await
             })
             .await;
-        answer.clone().map_err(Error::Llm)
+        answer.clone()
     }
 
     /// One request: from the persistent cache, or from the model (then cached).
-    async fn call(&self, operator: &str, llm: &SharedLlm, request: &ChatRequest) -> Answer {
-        let cache_key = self.settings.cache.as_ref().map(|_| ResponseCache::key(llm.backend(), llm.model(), request));
-        if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
+    async fn call(&self, op: Operator, llm: &SharedLlm, request: &ChatRequest) -> Answer {
+        let cache_key = self.cache.as_ref().map(|_| ResponseCache::key(llm.backend(), llm.model(), request));
+        if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
             match cache.get(key) {
                 Ok(Some(hit)) => {
-                    self.record(operator, |s| s.cache_hits += 1);
+                    self.record(op, |s| s.cache_hits += 1);
                     return Ok(hit.text);
                 }
                 Ok(None) => {}
@@ -264,12 +241,12 @@ impl QueryContext {
         let elapsed = started.elapsed();
         match result {
             Ok(completion) => {
-                self.record(operator, |s| {
+                self.record(op, |s| {
                     s.llm_calls += 1;
                     s.usage.add(completion.usage);
                     s.llm_ms += millis(elapsed);
                 });
-                if let (Some(cache), Some(key)) = (&self.settings.cache, &cache_key) {
+                if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
                     if let Err(e) = cache.put(key, &completion.text, completion.usage) {
                         tracing::warn!(error = %e, "response cache write failed");
                     }
@@ -277,12 +254,12 @@ impl QueryContext {
                 Ok(completion.text)
             }
             Err(e) => {
-                self.record(operator, |s| {
+                self.record(op, |s| {
                     s.failed_calls += 1;
                     s.llm_ms += millis(elapsed);
                 });
                 self.remember_failure(&e);
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
@@ -302,17 +279,17 @@ fn millis(d: Duration) -> u64 {
 /// Maps query ids to contexts, so a callback finds its query's context from the id
 /// the SQL front end passed as the operator's first argument.
 #[derive(Default)]
-pub struct QueryRegistry {
+pub(super) struct QueryRegistry {
     queries: Mutex<HashMap<String, Arc<QueryContext>>>,
 }
 
 impl QueryRegistry {
-    pub fn get(&self, id: &str) -> Option<Arc<QueryContext>> {
+    pub(super) fn get(&self, id: &str) -> Option<Arc<QueryContext>> {
         self.queries.lock().ok()?.get(id).cloned()
     }
 
     /// Registers `context` until the returned guard is dropped.
-    pub fn enter(self: &Arc<Self>, context: Arc<QueryContext>) -> RegisteredQuery {
+    pub(super) fn enter(self: &Arc<Self>, context: Arc<QueryContext>) -> RegisteredQuery {
         if let Ok(mut queries) = self.queries.lock() {
             queries.insert(context.id.clone(), context.clone());
         }
@@ -322,9 +299,9 @@ impl QueryRegistry {
 
 /// Keeps a query registered; on drop it cancels any LLM work still running and
 /// removes the query.
-pub struct RegisteredQuery {
+pub(super) struct RegisteredQuery {
     registry: Arc<QueryRegistry>,
-    pub context: Arc<QueryContext>,
+    context: Arc<QueryContext>,
 }
 
 impl Drop for RegisteredQuery {

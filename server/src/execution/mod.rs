@@ -3,10 +3,18 @@
 //! with a time limit enforced by interrupting the connection, a row limit on what
 //! is returned (the full row count is still reported), and per-operator LLM
 //! statistics collected in the query's context.
+//!
+//! A query is checked and bound once: [`Executor::prepare`] checks the SQL, takes a
+//! connection on a blocking thread and prepares the statement there (binding tables,
+//! columns and functions, so synthesis can repair mistakes); the thread keeps the
+//! prepared statement until [`Executor::execute`] runs it, or drops it when the
+//! [`PreparedQuery`] is dropped. The LLM operators are registered on each dataset's
+//! database by [`Executor::attach`]; the registry that maps a query's id to its
+//! context is private here.
 
-pub mod context;
-pub mod operators;
-pub mod prompts;
+mod context;
+mod evaluate;
+mod udf;
 pub mod values;
 
 use std::{
@@ -14,99 +22,69 @@ use std::{
     time::{Duration, Instant},
 };
 
-use duckdb::{arrow::datatypes::DataType, types::Value, Statement};
-use serde::Serialize;
-use tokio::sync::mpsc;
+use duckdb::{arrow::datatypes::DataType, types::Value, Connection, Statement};
+use tokio::sync::oneshot;
 
-pub use context::{OperatorSettings, OperatorStats, QueryContext, QueryRegistry};
+use context::{QueryContext, QueryRegistry};
+pub use tag_types::{Column, ExecutionStats, OperatorStats, Progress, Table};
 
 use crate::{
-    catalog::Dataset,
+    catalog::{ConnectionSetup, Dataset},
+    config::Config,
     error::{Error, Result},
-    llm::{SharedLlm, Usage},
-    sql::{self, CheckedSql},
+    llm::{cache::ResponseCache, SharedLlm},
+    operators::call,
+    sql::{self, collect::InputQuery, CheckedSql},
 };
 
-/// A result column: name and SQL type.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub data_type: String,
-}
-
-/// Rows as JSON values, limited, with the full count.
-#[derive(Debug, Clone, Serialize)]
-pub struct Table {
-    pub columns: Vec<Column>,
-    pub rows: Vec<Vec<serde_json::Value>>,
-    pub row_count: u64,
-    pub truncated: bool,
-}
-
-/// What executing one query cost.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ExecutionStats {
-    pub elapsed_ms: u64,
-    /// Wall time with at least one LLM call in flight; the rest of `elapsed_ms` is
-    /// DuckDB and the engine.
-    pub llm_wall_ms: u64,
-    /// Time spent waiting for LLM calls, summed over calls (they overlap).
-    pub llm_ms: u64,
-    /// Rows (or groups) the operators were evaluated on.
-    pub operator_rows: u64,
-    pub distinct_prompts: u64,
-    pub memo_hits: u64,
-    pub cache_hits: u64,
-    pub llm_calls: u64,
-    /// Percent of prompt characters shared with an earlier prompt, in sending order.
-    pub prefix_hit_rate: f64,
-    #[serde(flatten)]
-    pub usage: Usage,
-    pub operators: Vec<OperatorStats>,
-}
-
-impl ExecutionStats {
-    fn from_operators(operators: Vec<OperatorStats>, elapsed: Duration, llm_wall: Duration) -> Self {
-        let mut stats = ExecutionStats {
-            elapsed_ms: elapsed.as_millis() as u64,
-            llm_wall_ms: llm_wall.as_millis() as u64,
-            ..Default::default()
-        };
-        let (mut chars, mut shared) = (0, 0);
-        for op in &operators {
-            stats.llm_ms += op.llm_ms;
-            stats.operator_rows += op.rows;
-            stats.distinct_prompts += op.distinct_prompts;
-            stats.llm_calls += op.llm_calls;
-            stats.memo_hits += op.memo_hits;
-            stats.cache_hits += op.cache_hits;
-            stats.usage.add(op.usage);
-            chars += op.prompt_chars;
-            shared += op.shared_prefix_chars;
-        }
-        stats.prefix_hit_rate = crate::reorder::hit_rate(shared, chars);
-        stats.operators = operators;
-        stats
-    }
-}
-
-/// Progress of a running query, sent about four times a second.
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    pub elapsed_ms: u64,
-    pub operators: Vec<OperatorStats>,
-}
+/// Where a running query's progress goes, about four times a second.
+pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
 pub struct QueryOptions {
     pub max_rows: usize,
     pub llm: Option<SharedLlm>,
-    pub progress: Option<mpsc::UnboundedSender<Progress>>,
+    pub progress: Option<ProgressSink>,
+}
+
+/// An Arrow IPC stream of at most `max_rows` rows, with the full row count.
+pub struct ArrowResult {
+    pub bytes: Vec<u8>,
+    pub row_count: u64,
+    pub truncated: bool,
+}
+
+/// The form a query's result is collected in.
+enum Output {
+    Table { max_rows: usize },
+    Arrow { max_rows: usize },
+}
+
+enum Collected {
+    Table(Table),
+    Arrow(ArrowResult),
+}
+
+/// What the query's thread needs to run the prepared statement.
+struct Start {
+    context: Arc<QueryContext>,
+    ahead: Option<InputQuery>,
+    output: Output,
+}
+
+/// A checked query whose statement is prepared on its connection, waiting on its
+/// blocking thread to be executed.
+pub struct PreparedQuery {
+    pub checked: CheckedSql,
+    query_id: String,
+    start: oneshot::Sender<Start>,
+    interrupt: Arc<duckdb::InterruptHandle>,
+    task: tokio::task::JoinHandle<Result<Option<Collected>>>,
 }
 
 pub struct Executor {
+    config: Arc<Config>,
+    cache: Option<Arc<ResponseCache>>,
     registry: Arc<QueryRegistry>,
-    settings: OperatorSettings,
-    timeout: Duration,
 }
 
 /// Interrupts the DuckDB connection if the query's future is dropped before it
@@ -125,132 +103,170 @@ impl Drop for InterruptOnDrop {
 }
 
 impl Executor {
-    pub fn new(registry: Arc<QueryRegistry>, settings: OperatorSettings, timeout: Duration) -> Self {
-        Executor { registry, settings, timeout }
+    pub fn new(config: Arc<Config>, cache: Option<Arc<ResponseCache>>) -> Self {
+        Executor { config, cache, registry: Arc::new(QueryRegistry::default()) }
     }
 
-    /// Checks `sql` and prepares it in DuckDB without running it: binds tables,
-    /// columns and functions, so that the synthesis stage can repair mistakes.
-    pub async fn validate(&self, dataset: &Arc<Dataset>, sql: &str) -> Result<CheckedSql> {
-        let checked = sql::check(sql, "validate")?;
-        let dataset = dataset.clone();
-        let executable = checked.executable.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = dataset.checkout()?;
-            let prepared = conn.prepare(&executable).map(|_| ());
-            dataset.checkin(conn);
-            prepared.map_err(Error::from)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("validation task failed: {e}")))??;
-        Ok(checked)
+    /// Registers the LLM operators on a dataset's database; the catalog calls it on
+    /// every database it opens, before the configuration is locked.
+    pub fn attach(&self) -> ConnectionSetup {
+        let registry = self.registry.clone();
+        Arc::new(move |conn: &Connection| udf::register_all(conn, &registry))
     }
 
-    /// Runs `sql` and returns up to `max_rows` rows as JSON with the full count.
-    pub async fn run_table(
-        &self,
-        dataset: &Arc<Dataset>,
-        sql: &str,
-        options: QueryOptions,
-    ) -> Result<(CheckedSql, Table, ExecutionStats)> {
-        let max_rows = options.max_rows;
-        self.run(dataset, sql, options, move |stmt| collect_table(stmt, max_rows)).await
-    }
-
-    /// Runs `sql` and returns up to `max_rows` rows as an Arrow IPC stream, with the
-    /// full row count and whether rows were cut.
-    pub async fn run_arrow(
-        &self,
-        dataset: &Arc<Dataset>,
-        sql: &str,
-        options: QueryOptions,
-    ) -> Result<(CheckedSql, (Vec<u8>, u64, bool), ExecutionStats)> {
-        let max_rows = options.max_rows;
-        self.run(dataset, sql, options, move |stmt| collect_arrow(stmt, max_rows)).await
-    }
-
-    async fn run<T, F>(
-        &self,
-        dataset: &Arc<Dataset>,
-        sql: &str,
-        options: QueryOptions,
-        collect: F,
-    ) -> Result<(CheckedSql, T, ExecutionStats)>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Statement<'_>) -> Result<T> + Send + 'static,
-    {
-        let started = Instant::now();
+    /// Checks `sql` and prepares it on one of the dataset's connections, without
+    /// running it: tables, columns and functions are bound, so errors show now.
+    pub async fn prepare(&self, dataset: &Arc<Dataset>, sql: &str) -> Result<PreparedQuery> {
         let query_id = uuid::Uuid::new_v4().simple().to_string();
         let checked = sql::check(sql, &query_id)?;
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (start, start_rx) = oneshot::channel();
+        let dataset = dataset.clone();
+        let executable = checked.executable.clone();
+        let task = tokio::task::spawn_blocking(move || session(&dataset, &executable, ready_tx, start_rx));
+        let interrupt = match ready_rx.await {
+            Ok(ready) => ready?,
+            // The thread ended without a word: it failed before preparing.
+            Err(_) => return Err(task.await?.err().unwrap_or_else(|| Error::internal("the query's thread stopped"))),
+        };
+        Ok(PreparedQuery { checked, query_id, start, interrupt, task })
+    }
+
+    /// Prepares and runs `sql`; up to `max_rows` rows as JSON with the full count.
+    pub async fn run_table(&self, dataset: &Arc<Dataset>, sql: &str, options: QueryOptions) -> Result<(CheckedSql, Table, ExecutionStats)> {
+        let prepared = self.prepare(dataset, sql).await?;
+        let checked = prepared.checked.clone();
+        let (table, stats) = self.execute_table(prepared, options).await?;
+        Ok((checked, table, stats))
+    }
+
+    /// Prepares and runs `sql`; up to `max_rows` rows as an Arrow IPC stream.
+    pub async fn run_arrow(&self, dataset: &Arc<Dataset>, sql: &str, options: QueryOptions) -> Result<(CheckedSql, ArrowResult, ExecutionStats)> {
+        let prepared = self.prepare(dataset, sql).await?;
+        let checked = prepared.checked.clone();
+        let max_rows = options.max_rows;
+        match self.execute(prepared, options, Output::Arrow { max_rows }).await? {
+            (Collected::Arrow(arrow), stats) => Ok((checked, arrow, stats)),
+            (Collected::Table(_), _) => Err(Error::internal("asked for Arrow, collected a table")),
+        }
+    }
+
+    /// Runs a prepared query; up to `max_rows` rows as JSON with the full count.
+    pub async fn execute_table(&self, prepared: PreparedQuery, options: QueryOptions) -> Result<(Table, ExecutionStats)> {
+        let max_rows = options.max_rows;
+        match self.execute(prepared, options, Output::Table { max_rows }).await? {
+            (Collected::Table(table), stats) => Ok((table, stats)),
+            (Collected::Arrow(_), _) => Err(Error::internal("asked for a table, collected Arrow")),
+        }
+    }
+
+    async fn execute(&self, prepared: PreparedQuery, options: QueryOptions, output: Output) -> Result<(Collected, ExecutionStats)> {
+        let started = Instant::now();
+        let PreparedQuery { checked, query_id, start, interrupt, mut task } = prepared;
         if !checked.operators.is_empty() && options.llm.is_none() {
+            let names: Vec<&str> = checked.operators.iter().map(|op| op.name()).collect();
             return Err(Error::LlmNotConfigured(format!(
                 "this query calls {} and needs an LLM, and TAG_LLM_BACKEND is none",
-                checked.operators.join(", ")
+                names.join(", ")
             )));
         }
         let context = Arc::new(QueryContext::new(
             query_id,
             options.llm.clone(),
             tokio::runtime::Handle::current(),
-            self.settings.clone(),
+            self.config.clone(),
+            self.cache.clone(),
         ));
         let registered = self.registry.enter(context.clone());
-        let conn = dataset.checkout()?;
-        let mut interrupt = InterruptOnDrop { handle: conn.interrupt_handle(), armed: true };
-        let task_dataset = dataset.clone();
-        let executable = checked.executable.clone();
-        let ahead = checked.input_query.clone().filter(|_| self.settings.collect_inputs);
-        let task_context = context.clone();
-        let mut task = tokio::task::spawn_blocking(move || {
-            if let Some(input) = &ahead {
-                if let Err(e) = answer_inputs_ahead(&conn, &task_context, input) {
-                    task_dataset.checkin(conn);
-                    return Err(e);
-                }
-            }
-            let result = match conn.prepare(&executable) {
-                Ok(mut stmt) => collect(&mut stmt),
-                Err(e) => Err(Error::from(e)),
-            };
-            task_dataset.checkin(conn);
-            result
-        });
+        let mut interrupt = InterruptOnDrop { handle: interrupt, armed: true };
+        let ahead = checked.input_query.clone().filter(|_| self.config.query.collect_inputs);
+        if start.send(Start { context: context.clone(), ahead, output }).is_err() {
+            return Err(task.await?.err().unwrap_or_else(|| Error::internal("the query's thread stopped")));
+        }
 
-        let deadline = tokio::time::sleep(self.timeout);
+        let timeout = Duration::from_secs(self.config.query.timeout_secs);
+        let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let outcome = loop {
             tokio::select! {
-                joined = &mut task => {
-                    break joined.map_err(|e| Error::Internal(format!("query task failed: {e}")))?;
-                }
+                joined = &mut task => break joined?,
                 _ = &mut deadline => {
                     context.cancel.cancel();
                     interrupt.handle.interrupt();
                     let _ = task.await;
                     interrupt.armed = false;
-                    return Err(Error::Timeout(self.timeout));
+                    return Err(Error::Timeout(timeout));
                 }
                 _ = tick.tick(), if options.progress.is_some() => {
                     if let Some(progress) = &options.progress {
-                        let _ = progress.send(Progress {
-                            elapsed_ms: started.elapsed().as_millis() as u64,
-                            operators: context.stats(),
-                        });
+                        progress(Progress { elapsed_ms: millis(started.elapsed()), operators: context.stats() });
                     }
                 }
             }
         };
         interrupt.armed = false;
-        let stats = ExecutionStats::from_operators(context.stats(), started.elapsed(), context.llm_wall_time());
+        let stats = ExecutionStats::from_operators(context.stats(), millis(started.elapsed()), millis(context.llm_wall_time()));
         drop(registered);
         match outcome {
-            Ok(value) => Ok((checked, value, stats)),
+            Ok(Some(collected)) => Ok((collected, stats)),
+            Ok(None) => Err(Error::internal("the query's thread stopped before running it")),
             // An LLM failure inside an operator surfaces as a DuckDB error; report the cause.
             Err(e) => Err(context.take_failure().unwrap_or(e)),
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// The query's blocking thread: takes a connection, prepares the statement, says
+/// whether that worked, waits to be started, runs and collects. The connection goes
+/// back to the dataset's pool whatever happens.
+fn session(
+    dataset: &Dataset,
+    executable: &str,
+    ready: oneshot::Sender<Result<Arc<duckdb::InterruptHandle>>>,
+    start: oneshot::Receiver<Start>,
+) -> Result<Option<Collected>> {
+    let conn = match dataset.checkout() {
+        Ok(conn) => conn,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(None);
+        }
+    };
+    let result = run_prepared(&conn, executable, ready, start);
+    dataset.checkin(conn);
+    result
+}
+
+fn run_prepared(
+    conn: &Connection,
+    executable: &str,
+    ready: oneshot::Sender<Result<Arc<duckdb::InterruptHandle>>>,
+    start: oneshot::Receiver<Start>,
+) -> Result<Option<Collected>> {
+    let mut statement = match conn.prepare(executable) {
+        Ok(statement) => statement,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return Ok(None);
+        }
+    };
+    if ready.send(Ok(conn.interrupt_handle())).is_err() {
+        return Ok(None);
+    }
+    // Dropped without being executed: nothing to run.
+    let Ok(start) = start.blocking_recv() else { return Ok(None) };
+    if let Some(input) = &start.ahead {
+        answer_inputs_ahead(conn, &start.context, input)?;
+    }
+    Ok(Some(match start.output {
+        Output::Table { max_rows } => Collected::Table(collect_table(&mut statement, max_rows)?),
+        Output::Arrow { max_rows } => Collected::Arrow(collect_arrow(&mut statement, max_rows)?),
+    }))
 }
 
 /// Distinct inputs beyond this are left to the operator's chunks (memory bound).
@@ -260,9 +276,9 @@ const MAX_COLLECTED_INPUTS: usize = 100_000;
 /// answers them all ahead in one prefix-sharing order. A listing that fails (or
 /// is too long) is skipped: the query then runs as usual and reports its own
 /// errors. An LLM failure is the query's failure.
-fn answer_inputs_ahead(conn: &duckdb::Connection, context: &QueryContext, input: &crate::sql::collect::InputQuery) -> Result<()> {
+fn answer_inputs_ahead(conn: &Connection, context: &QueryContext, input: &InputQuery) -> Result<()> {
     match list_inputs(conn, input) {
-        Ok(Some(rows)) => operators::answer_ahead(context, input.operator, rows),
+        Ok(Some(calls)) => evaluate::answer_ahead(context, input.operator, calls),
         Ok(None) => Ok(()),
         Err(e) => {
             tracing::debug!(error = %e, "cannot list the operator's inputs; answering chunk by chunk");
@@ -271,46 +287,17 @@ fn answer_inputs_ahead(conn: &duckdb::Connection, context: &QueryContext, input:
     }
 }
 
-/// The operator's distinct inputs, read as its callback reads a chunk (a row with a
-/// NULL template or label list is `None`); `None` when there are too many.
-fn list_inputs(conn: &duckdb::Connection, input: &crate::sql::collect::InputQuery) -> duckdb::Result<Option<Vec<Option<operators::RowArgs>>>> {
-    let text_list = |value: Value| -> Option<Vec<Option<String>>> {
-        match value {
-            Value::List(items) => Some(
-                items
-                    .into_iter()
-                    .map(|item| match item {
-                        Value::Null => None,
-                        Value::Text(text) => Some(text),
-                        other => Some(format!("{other:?}")),
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        }
-    };
+/// The operator's distinct inputs, decoded as its callback decodes a chunk;
+/// `None` when there are too many.
+fn list_inputs(conn: &Connection, input: &InputQuery) -> duckdb::Result<Option<Vec<Option<call::OperatorCall>>>> {
     let mut statement = conn.prepare(&input.sql)?;
     let mut rows = statement.query([])?;
-    let with_labels = input.operator == "llm_classify";
     let mut collected = Vec::new();
     while let Some(row) = rows.next()? {
         if collected.len() >= MAX_COLLECTED_INPUTS {
             return Ok(None);
         }
-        let query_id: Option<String> = row.get(0)?;
-        let template: Option<String> = row.get(1)?;
-        let own = if with_labels { text_list(row.get(2)?) } else { Some(Vec::new()) };
-        let fields = text_list(row.get(if with_labels { 3 } else { 2 })?).unwrap_or_default();
-        collected.push(match (query_id, template, own) {
-            (Some(query_id), Some(template), Some(own)) => Some(operators::RowArgs {
-                query_id,
-                template,
-                own: own.into_iter().flatten().collect(),
-                fields,
-                field_order: None,
-            }),
-            _ => None,
-        });
+        collected.push(call::decode_row(input.operator, row)?);
     }
     Ok(Some(collected))
 }
@@ -349,7 +336,7 @@ fn collect_table(stmt: &mut Statement<'_>, max_rows: usize) -> Result<Table> {
     let mut row_count: u64 = 0;
     let mut rows = stmt.query([])?;
     let columns: Vec<Column> = {
-        let stmt = rows.as_ref().ok_or_else(|| Error::Internal("result has no statement".into()))?;
+        let stmt = rows.as_ref().ok_or_else(|| Error::internal("result has no statement"))?;
         stmt.column_names()
             .into_iter()
             .enumerate()
@@ -370,12 +357,12 @@ fn collect_table(stmt: &mut Statement<'_>, max_rows: usize) -> Result<Table> {
     Ok(Table { columns, truncated: row_count > rows_out.len() as u64, rows: rows_out, row_count })
 }
 
-fn collect_arrow(stmt: &mut Statement<'_>, max_rows: usize) -> Result<(Vec<u8>, u64, bool)> {
+fn collect_arrow(stmt: &mut Statement<'_>, max_rows: usize) -> Result<ArrowResult> {
     let batches = stmt.query_arrow([])?;
     let schema = batches.get_schema();
     let mut buffer = Vec::new();
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut buffer, &schema)
-        .map_err(|e| Error::Internal(format!("arrow writer: {e}")))?;
+    let arrow_error = |e: arrow::error::ArrowError| Error::internal_from(format!("arrow writer: {e}"), e);
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut buffer, &schema).map_err(arrow_error)?;
     let mut written: usize = 0;
     let mut row_count: u64 = 0;
     for batch in batches {
@@ -386,9 +373,9 @@ fn collect_arrow(stmt: &mut Statement<'_>, max_rows: usize) -> Result<(Vec<u8>, 
         }
         let batch = if batch.num_rows() > room { batch.slice(0, room) } else { batch };
         written += batch.num_rows();
-        writer.write(&batch).map_err(|e| Error::Internal(format!("arrow writer: {e}")))?;
+        writer.write(&batch).map_err(arrow_error)?;
     }
-    writer.finish().map_err(|e| Error::Internal(format!("arrow writer: {e}")))?;
+    writer.finish().map_err(arrow_error)?;
     drop(writer);
-    Ok((buffer, row_count, row_count > written as u64))
+    Ok(ArrowResult { bytes: buffer, row_count, truncated: row_count > written as u64 })
 }

@@ -81,7 +81,7 @@ impl ResponseCache {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
-        self.store.lock().map_err(|_| Error::Internal("response cache lock poisoned".into()))
+        self.store.lock().map_err(|_| Error::internal("response cache lock poisoned"))
     }
 
     // Statements are prepared once per connection (`prepare_cached`): an operator

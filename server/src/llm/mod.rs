@@ -15,8 +15,8 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use embedded::EmbeddedLlm;
-pub use model_store::Preparing;
 pub use openai::OpenAiClient;
+pub use tag_types::{Preparing, Readiness, Usage};
 
 use crate::error::Result;
 
@@ -76,34 +76,6 @@ pub enum Constraint {
     UnitScore,
     /// Comma-separated item numbers.
     NumberList,
-}
-
-/// Whether a backend can answer now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
-pub enum Readiness {
-    Ready,
-    /// Still being prepared (model download, verification, loading).
-    Preparing(Preparing),
-    /// It cannot be used; the message says why and what to do.
-    Failed(String),
-}
-
-/// Token accounting as reported by the model server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Prompt tokens the server served from its prefix cache.
-    pub cached_prompt_tokens: u64,
-}
-
-impl Usage {
-    pub fn add(&mut self, other: Usage) {
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.cached_prompt_tokens += other.cached_prompt_tokens;
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -103,7 +103,7 @@ impl OpenAiClient {
                 tracing::warn!(error = %e.message, ?delay, "llm request failed, retrying");
             })
             .await
-            .map_err(|e| Error::Llm(format!("{} ({})", e.message, self.endpoint)))
+            .map_err(|e| Error::llm(format!("{} ({})", e.message, self.endpoint)))
     }
 }
 
@@ -170,18 +170,18 @@ impl LlmBackend for OpenAiClient {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<Completion> {
-        let _permit = self.permits.acquire().await.map_err(|_| Error::Internal("llm semaphore closed".into()))?;
+        let _permit = self.permits.acquire().await.map_err(|_| Error::internal("llm semaphore closed"))?;
         let response = self.send(&self.body(request, false)).await?;
-        let bytes = response.bytes().await.map_err(|e| Error::Llm(describe_reqwest_error(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| Error::llm_from(describe_reqwest_error(&e), e))?;
         let parsed: ChatResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Llm(format!("malformed response from the LLM endpoint: {e}")))?;
+            .map_err(|e| Error::llm_from(format!("malformed response from the LLM endpoint: {e}"), e))?;
         let text = parsed
             .choices
             .into_iter()
             .next()
             .and_then(|c| c.message)
             .and_then(|m| m.content)
-            .ok_or_else(|| Error::Llm("the LLM response has no message content".into()))?;
+            .ok_or_else(|| Error::llm("the LLM response has no message content"))?;
         Ok(Completion { text, usage: parsed.usage.map(Usage::from).unwrap_or_default() })
     }
 
@@ -191,7 +191,7 @@ impl LlmBackend for OpenAiClient {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Error::Internal("llm semaphore closed".into()))?;
+            .map_err(|_| Error::internal("llm semaphore closed"))?;
         let response = self.send(&self.body(request, true)).await?;
         let mut bytes = response.bytes_stream();
         let pieces = async_stream::stream! {
@@ -202,7 +202,7 @@ impl LlmBackend for OpenAiClient {
                 let chunk = match chunk {
                     Ok(chunk) => chunk,
                     Err(e) => {
-                        yield Err(Error::Llm(format!("stream interrupted: {}", describe_reqwest_error(&e))));
+                        yield Err(Error::llm_from(format!("stream interrupted: {}", describe_reqwest_error(&e)), e));
                         return;
                     }
                 };
@@ -226,7 +226,7 @@ impl LlmBackend for OpenAiClient {
                             }
                         }
                         Err(e) => {
-                            yield Err(Error::Llm(format!("malformed stream event from the LLM endpoint: {e}")));
+                            yield Err(Error::llm_from(format!("malformed stream event from the LLM endpoint: {e}"), e));
                             return;
                         }
                     }

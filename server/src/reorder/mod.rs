@@ -456,13 +456,7 @@ pub fn prefix_hit_rate<S: AsRef<str>>(rows: &[Vec<S>]) -> f64 {
 }
 
 /// `hits` as a percentage of `total` characters (0 when there are none).
-pub fn hit_rate(hits: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        100.0 * hits as f64 / total as f64
-    }
-}
+pub use tag_types::percent as hit_rate;
 
 /// The parts of [`prefix_hit_rate`]: characters hit and characters in all.
 pub fn prefix_hits<S: AsRef<str>>(rows: &[Vec<S>]) -> (u64, u64) {

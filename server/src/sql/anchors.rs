@@ -15,11 +15,11 @@ use sqlparser::ast::{
     JoinConstraint, JoinOperator, ObjectNamePart, Select, Statement, TableFactor, VisitMut, VisitorMut,
 };
 
-use super::{
-    operators::{find, parse_expr},
-    quote_literal,
+use super::{quote_literal, rewrite::parse_expr};
+use crate::{
+    error::{Error, Result},
+    operators::{call, Operator},
 };
-use crate::error::{Error, Result};
 
 pub(super) fn anchor_where_operators(statement: &mut Statement, query_id: &str) -> Result<()> {
     let mut anchor = Anchor { query_id };
@@ -54,10 +54,10 @@ impl VisitorMut for Anchor<'_> {
         if let Some(selection) = &mut select.selection {
             let _ = visit_expressions_mut(selection, |expr| {
                 if let Expr::Function(function) = expr {
-                    let is_operator = matches!(function.name.0.as_slice(), [ObjectNamePart::Identifier(i)] if find(&i.value).is_some());
+                    let is_operator = matches!(function.name.0.as_slice(), [ObjectNamePart::Identifier(i)] if Operator::from_name(&i.value).is_some());
                     if let (true, FunctionArguments::List(list)) = (is_operator, &mut function.args) {
-                        if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut() {
-                            *first = id_expr.clone();
+                        if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(id))) = list.args.get_mut(call::QUERY_ID) {
+                            *id = id_expr.clone();
                         }
                     }
                 }

@@ -16,31 +16,26 @@ use sqlparser::ast::{
     SetExpr, Statement,
 };
 
-use super::{
-    operators::find,
-    topk::{any_expr, function_name, projected, ungrouped, AGGREGATES},
-};
-
-/// The operators whose inputs are one row's values (not a group's list).
-const ROW_WISE: &[&str] = &["llm_filter", "llm_map", "llm_score", "llm_classify"];
+use super::topk::{any_expr, function_name, projected, ungrouped, AGGREGATES};
+use crate::operators::{Kind, Operator};
 
 /// The query listing an operator's distinct inputs, and the operator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputQuery {
-    pub operator: &'static str,
+    pub operator: Operator,
     pub sql: String,
 }
 
-/// The name of the LLM operator `expr` calls, lower-cased.
-fn operator_name(expr: &Expr) -> Option<String> {
-    function_name(expr).filter(|name| find(name).is_some())
+/// The LLM operator `expr` calls.
+fn operator_of(expr: &Expr) -> Option<Operator> {
+    function_name(expr).and_then(|name| Operator::from_name(&name))
 }
 
 /// LLM operator calls anywhere in `expr`, subqueries included.
 pub(super) fn count_operators(expr: &Expr) -> usize {
     let mut n = 0;
     let _ = visit_expressions(expr, |e| {
-        if operator_name(e).is_some() {
+        if operator_of(e).is_some() {
             n += 1;
         }
         ControlFlow::<()>::Continue(())
@@ -51,7 +46,7 @@ pub(super) fn count_operators(expr: &Expr) -> usize {
 fn the_operator(expr: &Expr) -> Option<Expr> {
     let mut found = None;
     let _ = visit_expressions(expr, |e| {
-        if operator_name(e).is_some() {
+        if operator_of(e).is_some() {
             found = Some(e.clone());
             return ControlFlow::Break(());
         }
@@ -76,7 +71,7 @@ pub(super) fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
 /// from `expr` down to the operator has no short circuit (AND, OR, CASE, COALESCE,
 /// ...) and no window. The operator's own arguments are not looked into.
 fn reaches_operator_always(expr: &Expr) -> bool {
-    if operator_name(expr).is_some() {
+    if operator_of(expr).is_some() {
         return true;
     }
     let one_side = |with: &Expr, without: &Expr| count_operators(without) == 0 && reaches_operator_always(with);
@@ -164,7 +159,7 @@ pub fn input_query(statement: &Statement) -> Option<InputQuery> {
         }
         projected.iter().chain(order_keys.iter()).find_map(|e| the_operator(e))?
     };
-    let operator = ROW_WISE.iter().find(|name| operator_name(&call).as_deref() == Some(**name))?;
+    let operator = operator_of(&call).filter(|op| op.kind() == Kind::RowWise)?;
     let Expr::Function(function) = &call else { return None };
     let FunctionArguments::List(list) = &function.args else { return None };
     let args: Vec<String> = list

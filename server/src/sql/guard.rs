@@ -14,7 +14,7 @@ use sqlparser::ast::{Expr, Select, Statement, VisitMut, VisitorMut};
 
 use super::{
     collect::{conjuncts, count_operators},
-    operators::parse_expr,
+    rewrite::parse_expr,
 };
 use crate::error::{Error, Result};
 

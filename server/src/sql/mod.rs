@@ -8,16 +8,20 @@
 mod anchors;
 pub mod collect;
 mod guard;
-pub mod operators;
+mod rewrite;
 mod safety;
-pub mod template;
 mod topk;
 
 use sqlparser::{ast::Statement, dialect::DuckDbDialect, parser::Parser};
 
-pub use operators::{OperatorKind, OPERATORS};
+use crate::{
+    error::{Error, Result},
+    operators::Operator,
+};
 
-use crate::error::{Error, Result};
+/// The name a database source is attached under in its dataset's DuckDB. SQL may
+/// not name it: the dataset's tables are views over the included tables only.
+pub const SOURCE_CATALOG: &str = "tag_source";
 
 /// `name` as a quoted identifier, embedded quotes doubled.
 pub fn quote_ident(name: &str) -> String {
@@ -42,8 +46,8 @@ pub struct CheckedSql {
     pub original: String,
     /// The SQL DuckDB executes: re-printed from the checked tree, operators rewritten.
     pub executable: String,
-    /// Names of the LLM operators the query calls, in order of appearance.
-    pub operators: Vec<String>,
+    /// The LLM operators the query calls, in order of appearance.
+    pub operators: Vec<Operator>,
     /// The query listing its one row-wise operator's distinct inputs, when the
     /// shape allows it (see [`collect`]).
     pub input_query: Option<collect::InputQuery>,
@@ -72,7 +76,7 @@ pub fn check(sql: &str, query_id: &str) -> Result<CheckedSql> {
         )));
     }
     safety::check_read_only(&statement)?;
-    let operators = operators::rewrite_calls(&mut statement, query_id)?;
+    let operators = rewrite::rewrite_calls(&mut statement, query_id)?;
     if !operators.is_empty() {
         anchors::anchor_where_operators(&mut statement, query_id)?;
         topk::limit_before_operators(&mut statement)?;
@@ -163,7 +167,7 @@ mod tests {
     #[test]
     fn operator_templates_resolve_to_columns() {
         let checked = check("SELECT title FROM movies WHERE llm_filter('{title} is a classic romance')", "q7").unwrap();
-        assert_eq!(checked.operators, vec!["llm_filter"]);
+        assert_eq!(checked.operators, vec![Operator::Filter]);
         let sql = checked.executable;
         assert!(sql.contains("llm_filter('q7', '{title} is a classic romance', [CAST(\"title\" AS VARCHAR)])"), "{sql}");
     }

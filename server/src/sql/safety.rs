@@ -53,6 +53,20 @@ fn is_forbidden_function(name: &str) -> bool {
         || name.ends_with("_scan")
         || name.ends_with("_attach")
         || name.ends_with("_query")
+        || name.ends_with("_execute")
+        // The database scanners' own functions (pass-through queries and writes,
+        // pools, caches, secrets).
+        || name.starts_with("postgres_")
+        || name.starts_with("mysql_")
+        || name.starts_with("sqlite_")
+}
+
+/// A name that reaches the attached database past the dataset's views.
+fn names_the_source(name: &ObjectName) -> bool {
+    name.0.iter().any(|part| match part {
+        ObjectNamePart::Identifier(ident) => ident.value.eq_ignore_ascii_case(super::SOURCE_CATALOG),
+        ObjectNamePart::Function(_) => false,
+    })
 }
 
 /// A table name that DuckDB would resolve to a file or URL (a replacement scan).
@@ -107,6 +121,9 @@ impl Visitor for ReadOnlyChecker {
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
         match factor {
             TableFactor::Table { name, args, .. } => {
+                if names_the_source(name) {
+                    return ControlFlow::Break(format!("{name} is not one of the dataset's tables"));
+                }
                 if looks_like_path(name) {
                     return ControlFlow::Break(format!("reading files or URLs is not allowed: {name}"));
                 }

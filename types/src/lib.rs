@@ -1,0 +1,505 @@
+//! tag-types: the types of tag-server's HTTP API, and nothing else. The server
+//! (`tag-server`) serialises them and the chat page (`tag-web`, built for wasm32)
+//! deserialises the same definitions, so the page cannot drift from the server.
+//! Serde only: no I/O, no server logic.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A question for `POST /v1/ask`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    pub question: String,
+    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+}
+
+/// A query for `POST /v1/sql`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    pub sql: String,
+    pub dataset: String,
+}
+
+/// A result column: name and SQL type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+}
+
+/// Rows as JSON values, at most a limit of them, with the full count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+    pub row_count: u64,
+    pub truncated: bool,
+}
+
+/// The answer of `POST /v1/sql` (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlResponse {
+    /// The SQL as the client wrote it (trimmed).
+    pub sql: String,
+    #[serde(flatten)]
+    pub table: Table,
+    pub stats: ExecutionStats,
+}
+
+/// Token accounting as reported by the model server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens the server served from its prefix cache.
+    pub cached_prompt_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cached_prompt_tokens += other.cached_prompt_tokens;
+    }
+}
+
+/// Percent of `part` in `whole` (0 when `whole` is 0).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+/// Counters of one LLM operator within one query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStats {
+    pub operator: String,
+    /// Rows (or groups) the operator was evaluated on.
+    pub rows: u64,
+    /// Distinct prompts among them.
+    pub distinct_prompts: u64,
+    /// Prompts answered from this query's memo instead of the LLM.
+    pub memo_hits: u64,
+    /// Requests answered from the persistent response cache (a yes/no prompt whose
+    /// first token did not decide counts its two requests).
+    pub cache_hits: u64,
+    pub llm_calls: u64,
+    pub failed_calls: u64,
+    /// Answers that did not have the required form (they became NULL).
+    pub invalid_answers: u64,
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub llm_ms: u64,
+    /// Characters of the prompts in the order they were sent, and how many of them
+    /// were a prefix shared with an earlier prompt (the prefix hit rate's parts).
+    pub prompt_chars: u64,
+    pub shared_prefix_chars: u64,
+}
+
+impl OperatorStats {
+    /// Percent of prompt characters shared with an earlier prompt, in sending order.
+    pub fn prefix_hit_rate(&self) -> f64 {
+        percent(self.shared_prefix_chars, self.prompt_chars)
+    }
+}
+
+/// What executing one query cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStats {
+    pub elapsed_ms: u64,
+    /// Wall time with at least one LLM call in flight; the rest of `elapsed_ms` is
+    /// DuckDB and the engine.
+    pub llm_wall_ms: u64,
+    /// Time spent waiting for LLM calls, summed over calls (they overlap).
+    pub llm_ms: u64,
+    /// Rows (or groups) the operators were evaluated on.
+    pub operator_rows: u64,
+    pub distinct_prompts: u64,
+    pub memo_hits: u64,
+    pub cache_hits: u64,
+    pub llm_calls: u64,
+    /// Percent of prompt characters shared with an earlier prompt, in sending order.
+    pub prefix_hit_rate: f64,
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub operators: Vec<OperatorStats>,
+}
+
+impl ExecutionStats {
+    /// The totals over `operators`, with the query's wall times.
+    pub fn from_operators(operators: Vec<OperatorStats>, elapsed_ms: u64, llm_wall_ms: u64) -> Self {
+        let mut stats = ExecutionStats { elapsed_ms, llm_wall_ms, ..Default::default() };
+        let (mut chars, mut shared) = (0, 0);
+        for op in &operators {
+            stats.llm_ms += op.llm_ms;
+            stats.operator_rows += op.rows;
+            stats.distinct_prompts += op.distinct_prompts;
+            stats.llm_calls += op.llm_calls;
+            stats.memo_hits += op.memo_hits;
+            stats.cache_hits += op.cache_hits;
+            stats.usage.add(op.usage);
+            chars += op.prompt_chars;
+            shared += op.shared_prefix_chars;
+        }
+        stats.prefix_hit_rate = percent(shared, chars);
+        stats.operators = operators;
+        stats
+    }
+}
+
+/// Progress of a running query, sent about four times a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub elapsed_ms: u64,
+    pub operators: Vec<OperatorStats>,
+}
+
+/// LLM calls and their tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmTotals {
+    pub calls: u64,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+impl LlmTotals {
+    pub fn add(&mut self, calls: u64, usage: Usage) {
+        self.calls += calls;
+        self.usage.add(usage);
+    }
+}
+
+/// The schema the SQL-writing LLM was shown: the whole schema, or the tables
+/// linked to the question when the whole would not fit its token budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchemaStats {
+    /// Tables in the dataset (all were considered).
+    pub tables: usize,
+    /// Tables shown in the prompt.
+    pub shown: Vec<String>,
+    /// Estimated tokens of the schema text shown.
+    pub tokens: usize,
+    /// Whether linking chose a subset (the whole schema was over the budget).
+    pub linked: bool,
+}
+
+/// Time and LLM use per stage of one question.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AskStats {
+    pub synthesis_ms: u64,
+    pub execution_ms: u64,
+    pub generation_ms: u64,
+    pub total_ms: u64,
+    /// LLM use per stage, and in total.
+    pub synthesis_llm: LlmTotals,
+    pub generation_llm: LlmTotals,
+    pub llm: LlmTotals,
+    /// Operator statistics of the executed query.
+    pub execution: ExecutionStats,
+    /// What the synthesis prompt showed of the schema.
+    #[serde(default)]
+    pub schema: SchemaStats,
+}
+
+/// One attempt at writing SQL that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    pub sql: Option<String>,
+    pub error: String,
+}
+
+/// The answer of `POST /v1/ask`, and the `done` event's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AskResponse {
+    pub conversation_id: String,
+    pub turn_id: i64,
+    pub dataset: String,
+    pub question: String,
+    pub answer: String,
+    /// The SQL that produced the result; `None` when the question was unanswerable.
+    pub sql: Option<String>,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+    pub row_count: u64,
+    pub truncated: bool,
+    pub failed_attempts: Vec<FailedAttempt>,
+    pub stats: AskStats,
+}
+
+/// The three stages of answering a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The LLM writes SQL.
+    Synthesis,
+    /// DuckDB runs it, with the LLM operators.
+    Execution,
+    /// The LLM writes the answer from the result.
+    Generation,
+}
+
+/// Progress of preparing the embedded model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Preparing {
+    Downloading { done: u64, total: Option<u64> },
+    Verifying,
+    Loading,
+}
+
+/// Whether an LLM backend can answer now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "detail", rename_all = "snake_case")]
+pub enum Readiness {
+    Ready,
+    /// Still being prepared (model download, verification, loading).
+    Preparing(Preparing),
+    /// It cannot be used; the message says why and what to do.
+    Failed(String),
+}
+
+/// The server-sent events of `POST /v1/ask` with `Accept: text/event-stream`; the
+/// SSE event name is [`Event::name`], its data this value as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Stage { stage: Stage, attempt: usize },
+    Sql { sql: String, attempt: usize },
+    Progress(Progress),
+    Rows { columns: Vec<Column>, rows: Vec<Vec<Value>>, row_count: u64, truncated: bool },
+    Token { text: String },
+    /// The model is still being prepared (downloaded, verified, loaded).
+    Model(Readiness),
+    Done(Box<AskResponse>),
+    Error { code: String, message: String },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Stage { .. } => "stage",
+            Event::Sql { .. } => "sql",
+            Event::Progress(_) => "progress",
+            Event::Rows { .. } => "rows",
+            Event::Token { .. } => "token",
+            Event::Model(_) => "model",
+            Event::Done(_) => "done",
+            Event::Error { .. } => "error",
+        }
+    }
+}
+
+/// A dataset in `GET /v1/datasets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub name: String,
+    pub description: String,
+    pub tables: Vec<TableSummary>,
+    pub examples: Vec<String>,
+    /// Where the data lives: `files`, `duckdb`, `postgres`, `mysql` or `sqlite`.
+    #[serde(default)]
+    pub source: String,
+    /// False while its database cannot be reached; `reason` says why.
+    #[serde(default = "yes")]
+    pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSummary {
+    pub name: String,
+    pub row_count: u64,
+    pub columns: usize,
+}
+
+/// What the server knows about a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub description: String,
+    pub tables: Vec<TableInfo>,
+    pub joins: Vec<String>,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub description: Option<String>,
+    pub primary_key: Option<String>,
+    pub row_count: u64,
+    pub columns: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub data_type: String,
+    pub description: Option<String>,
+    /// A few frequent values, as text.
+    pub samples: Vec<String>,
+    /// Approximate number of distinct values.
+    pub distinct_count: u64,
+    /// Every value, when the column is text with only a few distinct values.
+    pub values: Option<Vec<String>>,
+}
+
+/// `GET /v1/datasets/{name}`: the dataset, a few rows of each table, and the schema
+/// text the SQL-writing LLM sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetDetail {
+    #[serde(flatten)]
+    pub info: DatasetInfo,
+    pub sample_rows: std::collections::BTreeMap<String, Table>,
+    pub schema_text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub dataset: String,
+    pub title: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One question and what the server answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub id: i64,
+    pub question: String,
+    pub sql: Option<String>,
+    pub answer: String,
+    pub row_count: Option<u64>,
+    pub created_at: i64,
+}
+
+/// `GET /v1/conversations/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationDetail {
+    pub conversation: Conversation,
+    pub turns: Vec<Turn>,
+}
+
+/// `PATCH /v1/conversations/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    pub title: String,
+}
+
+/// Thumbs up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rating {
+    Up,
+    Down,
+}
+
+impl Rating {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::Up => "up",
+            Rating::Down => "down",
+        }
+    }
+}
+
+/// `POST /v1/feedback`: a verdict on one answer (a turn); a second one replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    pub turn_id: i64,
+    pub rating: Rating,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A reader's verdict on one answer, with the question it was about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub turn_id: i64,
+    pub conversation_id: String,
+    pub question: String,
+    pub rating: Rating,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+/// Every error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Every event survives the trip through JSON, as the page reads what the
+    /// server writes.
+    #[test]
+    fn events_round_trip_through_json() {
+        let response = AskResponse {
+            conversation_id: "c".into(),
+            turn_id: 3,
+            dataset: "movies".into(),
+            question: "q".into(),
+            answer: "a".into(),
+            sql: Some("SELECT 1".into()),
+            columns: vec![Column { name: "x".into(), data_type: "INTEGER".into() }],
+            rows: vec![vec![json!(1)]],
+            row_count: 1,
+            truncated: false,
+            failed_attempts: vec![FailedAttempt { sql: None, error: "no SQL".into() }],
+            stats: AskStats::default(),
+        };
+        let events = vec![
+            Event::Stage { stage: Stage::Execution, attempt: 2 },
+            Event::Sql { sql: "SELECT 1".into(), attempt: 1 },
+            Event::Progress(Progress { elapsed_ms: 5, operators: vec![OperatorStats { operator: "llm_filter".into(), rows: 2, ..Default::default() }] }),
+            Event::Rows { columns: vec![], rows: vec![vec![json!("a")]], row_count: 9, truncated: true },
+            Event::Token { text: "Hi".into() },
+            Event::Model(Readiness::Preparing(Preparing::Downloading { done: 1, total: Some(2) })),
+            Event::Model(Readiness::Failed("offline".into())),
+            Event::Model(Readiness::Ready),
+            Event::Done(Box::new(response)),
+            Event::Error { code: "timeout".into(), message: "too slow".into() },
+        ];
+        for event in events {
+            let text = serde_json::to_string(&event).unwrap();
+            let back: Event = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(back, event, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_wire_names_are_the_documented_ones() {
+        let stage = serde_json::to_value(Event::Stage { stage: Stage::Synthesis, attempt: 1 }).unwrap();
+        assert_eq!(stage, json!({"type": "stage", "stage": "synthesis", "attempt": 1}));
+        let model = serde_json::to_value(Event::Model(Readiness::Preparing(Preparing::Verifying))).unwrap();
+        assert_eq!(model, json!({"type": "model", "state": "preparing", "detail": {"phase": "verifying"}}));
+        let feedback: FeedbackRequest = serde_json::from_value(json!({"turn_id": 1, "rating": "down"})).unwrap();
+        assert_eq!(feedback.rating, Rating::Down);
+        assert!(serde_json::from_value::<FeedbackRequest>(json!({"turn_id": 1, "rating": "meh"})).is_err());
+    }
+}
