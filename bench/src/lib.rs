@@ -2,10 +2,12 @@
 //! here, never inside the server crate: `tagbench embedded` (the embedded llama.cpp
 //! engine's throughput, prefix reuse and memory), `tagbench reorder` (prefix hit
 //! rate of the GGR order), `tagbench bench-ops` (operators, naive vs the engine),
-//! and the TAG-Bench harness (`tagbench fetch|fixtures|run|report|compare`).
+//! `tagbench warehouse` (database sources: schema linking, pushdown, start-up), and
+//! the TAG-Bench harness (`tagbench fetch|fixtures|run|report|compare`).
 
 pub mod cost_server;
 pub mod embedded;
 pub mod ops;
 pub mod reorder;
 pub mod tagbench;
+pub mod warehouse;

@@ -44,6 +44,59 @@ pub struct Config {
     pub llm: LlmConfig,
     pub query: QueryConfig,
     pub cache: CacheConfig,
+    pub auth: AuthConfig,
+}
+
+/// Whether requests need an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Tokens are required once any exists (created, in the file, or the admin
+    /// token); with none the server is open, on loopback only.
+    Auto,
+    /// Tokens are always required.
+    Tokens,
+    /// No access control, on any address (deliberately).
+    None,
+}
+
+/// Access control: tokens, budgets, the estimate threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `auto` (default), `tokens` or `none`.
+    pub mode: AuthMode,
+    /// A TOML file of tokens a deployment gives: `[[tokens]]` with `name`, `role`,
+    /// optional `datasets`, `secret_sha256` (or `secret`), `expires_at` and limits.
+    pub tokens_file: Option<PathBuf>,
+    /// One admin token's secret (16 characters at least), for containers; prefer
+    /// the `TAG_AUTH_ADMIN_TOKEN` environment variable.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<String>,
+    /// Default requests per minute of a token that sets none. Default unlimited.
+    pub requests_per_minute: Option<u32>,
+    /// Default LLM tokens per day of a token that sets none. Default unlimited.
+    pub tokens_per_day: Option<u64>,
+    /// Estimated LLM calls above which a query runs only once the client confirms
+    /// (`"confirm": true` with the `estimate_id` it was given). Default 200.
+    pub confirm_calls: u64,
+    /// Serve `/metrics` on this address as well, without a token (for a
+    /// Prometheus inside the deployment); on the main address it needs an admin.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Auto,
+            tokens_file: None,
+            admin_token: None,
+            requests_per_minute: None,
+            tokens_per_day: None,
+            confirm_calls: 200,
+            metrics_listen: None,
+        }
+    }
 }
 
 /// The kind of database a source is.
@@ -280,6 +333,9 @@ pub struct QueryConfig {
     /// schema is linked to the question (the relevant tables and their join
     /// paths). Default 6000.
     pub schema_tokens: usize,
+    /// LLM calls one query may make (estimated before it runs, counted while it
+    /// runs): a cap that protects the LLM server from one runaway query. Default 20000.
+    pub max_llm_calls: u64,
 }
 
 impl Default for Config {
@@ -296,6 +352,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             query: QueryConfig::default(),
             cache: CacheConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -336,6 +393,7 @@ impl Default for QueryConfig {
             reorder: true,
             collect_inputs: true,
             schema_tokens: 6000,
+            max_llm_calls: 20_000,
         }
     }
 }
@@ -360,7 +418,7 @@ fn env_key(key: &str) -> String {
     if key.contains("__") {
         return key.split("__").collect::<Vec<_>>().join(".");
     }
-    for section in ["llm_", "query_", "cache_"] {
+    for section in ["llm_", "query_", "cache_", "auth_"] {
         if let Some(rest) = key.strip_prefix(section) {
             return format!("{}.{rest}", section.trim_end_matches('_'));
         }
@@ -429,6 +487,7 @@ impl Config {
             ("query.answer_rows", self.query.answer_rows as u64),
             ("query.answer_table_chars", self.query.answer_table_chars as u64),
             ("query.schema_tokens", self.query.schema_tokens as u64),
+            ("query.max_llm_calls", self.query.max_llm_calls),
             ("max_body_bytes", self.max_body_bytes as u64),
         ];
         for (name, value) in positive {

@@ -60,7 +60,7 @@ impl Engine {
         };
         let executor = Executor::new(config.clone(), cache.clone());
         let extension_dir = extensions::cache_dir(config.extension_dir.as_deref(), &config.data_dir);
-        let mut catalog = Catalog::new(executor.attach(), extension_dir);
+        let mut catalog = Catalog::new(executor.attach(), extension_dir, config.query.timeout_secs);
         if config.bundled_datasets {
             catalog.load_dir(&bundled::materialize(&config.data_dir)?)?;
         }

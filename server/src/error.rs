@@ -21,6 +21,20 @@ pub enum Error {
     /// connection string.
     #[error("dataset {name} is unavailable: {reason}")]
     Unavailable { name: String, reason: String },
+    /// No valid access token (missing, unknown, wrong, revoked or expired: one answer).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A valid token that may not do this (an admin's endpoint).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Over a budget: requests per minute or LLM tokens per day.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// A query that costs more than the threshold and needs the client's
+    /// confirmation (`code` `confirmation_required`), or whose estimate changed
+    /// since it was confirmed (`estimate_changed`); `details` carries the estimate.
+    #[error("{message}")]
+    Confirm { code: &'static str, message: String, details: serde_json::Value },
     /// SQL that does not parse or that the read-only allow-list rejects.
     #[error("rejected SQL: {0}")]
     RejectedSql(String),

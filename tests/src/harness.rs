@@ -47,6 +47,16 @@ impl ServerProcess {
     /// Starts `tag-server serve` with `data_dir`, the given environment and extra
     /// arguments, and waits until it listens.
     pub fn start(data_dir: &Path, env: &[(&str, String)], args: &[&str]) -> ServerProcess {
+        Self::spawn(data_dir, env, args, None)
+    }
+
+    /// As [`ServerProcess::start`], with the server's log (its standard error, at
+    /// `info`) written to `log`, for tests that check what the server logs.
+    pub fn start_logged(data_dir: &Path, env: &[(&str, String)], args: &[&str], log: &Path) -> ServerProcess {
+        Self::spawn(data_dir, env, args, Some(log))
+    }
+
+    fn spawn(data_dir: &Path, env: &[(&str, String)], args: &[&str], log: Option<&Path>) -> ServerProcess {
         let mut command = Command::new(server_binary());
         command
             .args(args)
@@ -54,9 +64,12 @@ impl ServerProcess {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TAG_DATA_DIR", data_dir)
-            .env("TAG_LOG", "warn")
+            .env("TAG_LOG", if log.is_some() { "info" } else { "warn" })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("create the server log")),
+                None => Stdio::inherit(),
+            });
         // No LLM unless the test names one (the embedded default would fetch a model).
         if !env.iter().any(|(key, _)| key.starts_with("TAG_LLM_BASE_URL") || *key == "TAG_LLM_BACKEND") {
             command.env("TAG_LLM_BACKEND", "none");

@@ -4,6 +4,8 @@
 //! small WebDriver client for the page's browser test.
 
 pub mod harness;
+pub mod hostile;
 pub mod model;
+pub mod postgres;
 pub mod scripted_llm;
 pub mod webdriver;

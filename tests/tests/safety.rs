@@ -10,6 +10,7 @@ use std::{
 use serde_json::{json, Value};
 use tag_tests::{
     harness::{datasets_dir, ServerProcess},
+    hostile,
     scripted_llm::ScriptedLlm,
 };
 
@@ -70,42 +71,12 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_change_nothing() {
     let datasets_before = snapshot(&datasets_dir());
     let data_before = snapshot(data.path());
 
-    let mut cases = vec![
-        sql_case("drop", "DROP TABLE movies", "rejected_sql"),
-        sql_case("delete", "DELETE FROM movies", "rejected_sql"),
-        sql_case("insert", "INSERT INTO movies (movie_id) VALUES (999)", "rejected_sql"),
-        sql_case("update", "UPDATE movies SET year = 1", "rejected_sql"),
-        sql_case("create table", "CREATE TABLE x AS SELECT 1", "rejected_sql"),
-        sql_case("create view", "CREATE VIEW v AS SELECT * FROM movies", "rejected_sql"),
-        sql_case("alter", "ALTER TABLE movies ADD COLUMN x INTEGER", "rejected_sql"),
-        sql_case("two statements", "SELECT 1; DROP TABLE movies", "rejected_sql"),
-        sql_case("comment hiding a statement", "SELECT 1 /* hidden */; DELETE FROM movies", "rejected_sql"),
-        sql_case("delete in cte", "WITH d AS (DELETE FROM movies RETURNING *) SELECT * FROM d", "rejected_sql"),
-        sql_case("copy to file", &format!("COPY movies TO '{target}'"), "rejected_sql"),
-        sql_case("copy subquery", &format!("COPY (SELECT * FROM movies) TO '{target}' (FORMAT csv)"), "rejected_sql"),
-        sql_case("export database", &format!("EXPORT DATABASE '{}'", outside.path().display()), "rejected_sql"),
-        sql_case("attach", &format!("ATTACH '{}/x.db' AS x", outside.path().display()), "rejected_sql"),
-        sql_case("detach", "DETACH memory", "rejected_sql"),
-        sql_case("install", "INSTALL httpfs", "rejected_sql"),
-        sql_case("load", "LOAD httpfs", "rejected_sql"),
-        sql_case("pragma", "PRAGMA database_list", "rejected_sql"),
-        sql_case("set", "SET enable_external_access = true", "rejected_sql"),
-        sql_case("call", "CALL pragma_version()", "rejected_sql"),
-        sql_case("checkpoint", "CHECKPOINT", "rejected_sql"),
-        sql_case("vacuum", "VACUUM", "rejected_sql"),
-        sql_case("read_csv", "SELECT * FROM read_csv('/etc/passwd')", "rejected_sql"),
-        sql_case("read_parquet", "SELECT * FROM read_parquet('/tmp/x.parquet')", "rejected_sql"),
-        sql_case("file in from", "SELECT * FROM '/etc/passwd'", "rejected_sql"),
-        sql_case("quoted file in from", "SELECT * FROM \"/etc/hosts\"", "rejected_sql"),
-        sql_case("url in from", "SELECT * FROM 'https://example.com/data.csv'", "rejected_sql"),
-        sql_case("read_text", "SELECT read_text('/etc/passwd')", "rejected_sql"),
-        sql_case("read_blob in subquery", "SELECT (SELECT content FROM read_blob('/etc/passwd'))", "rejected_sql"),
-        sql_case("glob", "SELECT * FROM glob('/*')", "rejected_sql"),
-        sql_case("query()", "SELECT * FROM query('DROP TABLE movies')", "rejected_sql"),
-        sql_case("sqlite_scan", "SELECT * FROM sqlite_scan('/tmp/x.db', 't')", "rejected_sql"),
-        sql_case("select into", "SELECT * INTO copy_of_movies FROM movies", "rejected_sql"),
-        sql_case("garbage", "SELEC * FRM movies", "rejected_sql"),
-        sql_case("empty sql", "   ", "rejected_sql"),
+    let outside_dir = outside.path().to_string_lossy().to_string();
+    let mut cases: Vec<Case> = hostile::STATEMENTS
+        .iter()
+        .map(|(name, statement)| sql_case(name, &statement.replace('@', &outside_dir), "rejected_sql"))
+        .collect();
+    cases.extend([
         sql_case("unknown table", "SELECT * FROM secrets", "sql_error"),
         Case { name: "unknown dataset (sql)", path: "/v1/sql", body: Body::Json(json!({"sql": "SELECT 1", "dataset": "nope"})), status: 404, code: "not_found" },
         Case { name: "missing field", path: "/v1/sql", body: Body::Json(json!({"dataset": "movies"})), status: 400, code: "invalid_request" },
@@ -119,7 +90,7 @@ async fn hostile_and_malformed_requests_get_clear_errors_and_change_nothing() {
         Case { name: "unknown conversation", path: "/v1/ask", body: Body::Json(json!({"question": "hi", "dataset": "movies", "conversation_id": "nope"})), status: 404, code: "not_found" },
         Case { name: "wrong type", path: "/v1/ask", body: Body::Json(json!({"question": 42, "dataset": "movies"})), status: 400, code: "invalid_request" },
         Case { name: "llm writes DDL", path: "/v1/ask", body: Body::Json(json!({"question": "drop everything", "dataset": "movies"})), status: 400, code: "sql_error" },
-    ];
+    ]);
     cases.push(Case {
         name: "no such endpoint",
         path: "/v1/drop",

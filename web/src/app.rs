@@ -348,7 +348,7 @@ pub fn App() -> impl IntoView {
     spawn_local(async move {
         match api::call::<Vec<DatasetSummary>>("GET", "/v1/datasets", None).await {
             Ok(datasets) => {
-                if let Some(first) = datasets.first() {
+                if let Some(first) = datasets.iter().find(|d| d.available) {
                     ctx.dataset.set(first.name.clone());
                     ctx.load_detail(first.name.clone());
                 }
@@ -420,7 +420,9 @@ fn Sidebar() -> impl IntoView {
             <select id="dataset-select" on:change=move |event| ctx.choose_dataset(event_target_value(&event))>
                 {move || ctx.datasets.get().into_iter().map(|d| {
                     let selected = d.name == ctx.dataset.get();
-                    view! { <option value=d.name.clone() selected=selected>{d.name.clone()}</option> }
+                    let label = if d.available { d.name.clone() } else { format!("{} (unavailable)", d.name) };
+                    let title = d.reason.clone().unwrap_or_default();
+                    view! { <option value=d.name.clone() selected=selected disabled=!d.available title=title>{label}</option> }
                 }).collect_view()}
             </select>
             <button class="primary wide" on:click=move |_| { ctx.new_chat(); ctx.panel_open.set(false); }>"+ New chat"</button>

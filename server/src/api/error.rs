@@ -1,9 +1,10 @@
 //! The one place where errors become HTTP responses:
-//! `{"error": {"code": "...", "message": "..."}}` with the matching status.
+//! `{"error": {"code": "...", "message": "..."}}` with the matching status (plus
+//! the estimate of a query that needs confirmation, and `Retry-After` on 429).
 //! Internal details are logged, not shown.
 
 use axum::{
-    http::StatusCode,
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -17,11 +18,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More fields of the error object (the estimate of `confirmation_required`).
+    pub details: Option<serde_json::Value>,
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), details: None, retry_after: None }
     }
 }
 
@@ -31,6 +35,18 @@ impl From<Error> for ApiError {
             Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "dataset_unavailable"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::RateLimited { retry_after, message } => {
+                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message.clone());
+                api.retry_after = Some(*retry_after);
+                return api;
+            }
+            Error::Confirm { code, message, details } => {
+                let mut api = ApiError::new(StatusCode::CONFLICT, code, message.clone());
+                api.details = Some(details.clone());
+                return api;
+            }
             Error::RejectedSql(_) => (StatusCode::BAD_REQUEST, "rejected_sql"),
             Error::Sql { .. } => (StatusCode::BAD_REQUEST, "sql_error"),
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
@@ -48,8 +64,17 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
-        let mut response = (self.status, body).into_response();
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(serde_json::Value::Object(details)), Some(object)) = (self.details, error.as_object_mut()) {
+            object.extend(details);
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         // Lets the metrics middleware count errors by code.
         response.extensions_mut().insert(ErrorCode(self.code));
         response

@@ -17,6 +17,8 @@ pub mod linking;
 mod schema_text;
 mod source;
 
+pub(crate) use source::Attached;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -61,15 +63,43 @@ pub struct Dataset {
     pub schema_text: String,
     /// The schema linker over the tables, for schemas too large for one prompt.
     pub linker: linking::Linker,
+    /// For a database source: its secret (cut out of every message) and what
+    /// cancelling its statements needs.
+    attached: Option<Attached>,
     root: Mutex<Connection>,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Dataset {
-    fn new(info: DatasetInfo, source: &'static str, conn: Connection) -> Dataset {
+    fn new(info: DatasetInfo, source: &'static str, conn: Connection, attached: Option<Attached>) -> Dataset {
         let schema_text = schema_text::render(&info, None);
         let linker = linking::Linker::new(&info);
-        Dataset { info, source, schema_text, linker, root: Mutex::new(conn), idle: Mutex::new(Vec::new()) }
+        Dataset { info, source, schema_text, linker, attached, root: Mutex::new(conn), idle: Mutex::new(Vec::new()) }
+    }
+
+    /// An error of a query on this dataset, with its database's connection string
+    /// (and any secret in it) cut out.
+    pub fn redact(&self, error: Error) -> Error {
+        let Some(attached) = &self.attached else { return error };
+        match error {
+            // The DuckDB error it came from carries the secret: it is not kept.
+            Error::Sql { message, .. } => Error::Sql { message: attached.secret.redact(&message), source: None },
+            Error::Llm { message, source } => Error::Llm { message: attached.secret.redact(&message), source },
+            other => other,
+        }
+    }
+
+    /// Cancels this dataset's statements on its database that started within the
+    /// last `within` (a query that timed out, or whose client went away).
+    pub fn cancel_remote(&self, within: std::time::Duration) {
+        let Some(attached) = &self.attached else { return };
+        match self.checkout() {
+            Ok(conn) => {
+                attached.cancel_recent(&conn, within);
+                self.checkin(conn);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot cancel the query's statements on the database"),
+        }
     }
 
     /// The schema text of the given tables only (a linked subset, in the dataset's order).
@@ -129,6 +159,8 @@ pub struct Catalog {
     entries: RwLock<BTreeMap<String, Entry>>,
     setup: ConnectionSetup,
     extension_dir: PathBuf,
+    /// The query timeout, which a database source's own statement timeout follows.
+    timeout_secs: u64,
 }
 
 fn source_name(kind: SourceKind) -> &'static str {
@@ -142,8 +174,8 @@ fn source_name(kind: SourceKind) -> &'static str {
 impl Catalog {
     /// An empty catalog whose datasets' databases get `setup`; database sources
     /// load their DuckDB extension from `extension_dir` when DuckDB has none.
-    pub fn new(setup: ConnectionSetup, extension_dir: PathBuf) -> Self {
-        Catalog { entries: RwLock::new(BTreeMap::new()), setup, extension_dir }
+    pub fn new(setup: ConnectionSetup, extension_dir: PathBuf, timeout_secs: u64) -> Self {
+        Catalog { entries: RwLock::new(BTreeMap::new()), setup, extension_dir, timeout_secs }
     }
 
     /// The dataset, or why not: unknown (404) or unavailable (503).
@@ -242,11 +274,11 @@ impl Catalog {
 
     fn open_source(&self, name: &str, config: &SourceConfig) -> Result<State> {
         let started = Instant::now();
-        match source::open(name, config, &self.extension_dir, &self.setup) {
-            Ok((conn, info)) => {
+        match source::open(name, config, &self.extension_dir, &self.setup, self.timeout_secs) {
+            Ok((conn, info, attached)) => {
                 tracing::info!(dataset = name, source = source_name(config.kind), tables = info.tables.len(),
                     seconds = started.elapsed().as_secs_f64(), "dataset attached");
-                Ok(State::Ready(Arc::new(Dataset::new(info, source_name(config.kind), conn))))
+                Ok(State::Ready(Arc::new(Dataset::new(info, source_name(config.kind), conn, Some(attached)))))
             }
             Err(e @ Error::Config(_)) => Err(e),
             Err(e) => {
@@ -352,7 +384,7 @@ fn load_dataset(name: &str, path: &Path, setup: &ConnectionSetup) -> Result<Data
     let info = describe(&conn, name, description)?;
     setup(&conn)?;
     conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")?;
-    Ok(Dataset::new(info, if path.is_dir() { "files" } else { "duckdb" }, conn))
+    Ok(Dataset::new(info, if path.is_dir() { "files" } else { "duckdb" }, conn, None))
 }
 
 /// Creates one table per CSV/Parquet file: those the description names, else all.

@@ -29,7 +29,8 @@ use crate::{
 
 /// A connection string and the parts of it that came from the environment or a
 /// file, so that they can be cut out of any message.
-pub(super) struct Secret {
+#[derive(Clone)]
+pub(crate) struct Secret {
     text: String,
     parts: Vec<String>,
 }
@@ -77,7 +78,7 @@ impl Secret {
 
     /// `message` without the connection string, the values it took from the
     /// environment, or a `password=...` / `user:password@` it may carry.
-    pub(super) fn redact(&self, message: &str) -> String {
+    pub(crate) fn redact(&self, message: &str) -> String {
         let mut out = message.replace(&self.text, "<connection string>");
         for part in &self.parts {
             out = out.replace(part, "<secret>");
@@ -201,10 +202,74 @@ impl Selection {
     }
 }
 
+/// A PostgreSQL connection string with the server's own settings added: its
+/// `application_name` (so its statements can be found and cancelled) and a
+/// `statement_timeout` a little over the query timeout (so nothing it starts runs
+/// on after the server gave up, even if the server dies). Settings the string
+/// already has are kept.
+fn postgres_connection_string(url: &str, application: &str, timeout_secs: u64) -> String {
+    let timeout_ms = (timeout_secs + 5) * 1000;
+    let is_uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let mut out = url.to_string();
+    let mut add = |key: &str, kv: String, uri: String| {
+        if out.contains(key) {
+            return;
+        }
+        if is_uri {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(&uri);
+        } else {
+            out.push(' ');
+            out.push_str(&kv);
+        }
+    };
+    add("application_name", format!("application_name={application}"), format!("application_name={application}"));
+    add(
+        "options",
+        format!("options='-c statement_timeout={timeout_ms}'"),
+        format!("options=-c%20statement_timeout%3D{timeout_ms}"),
+    );
+    out
+}
+
+/// What a dataset needs of its source while queries run: the secret to cut out
+/// of messages, and, for PostgreSQL, the application name its statements carry.
+#[derive(Clone)]
+pub(crate) struct Attached {
+    pub(crate) secret: Secret,
+    application: Option<String>,
+}
+
+impl Attached {
+    /// Cancels the database's statements of this dataset that started within the
+    /// last `within` (those of a query that timed out or whose client went away):
+    /// DuckDB's scanner does not stop a running PostgreSQL statement when its query
+    /// is interrupted. Uses a connection of its own.
+    pub(crate) fn cancel_recent(&self, conn: &Connection, within: Duration) {
+        let Some(application) = &self.application else { return };
+        let sql = format!(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = {} AND pid <> pg_backend_pid() \
+             AND state = 'active' AND query_start >= now() - interval '{} milliseconds'",
+            quote_literal(application),
+            within.as_millis() + 1000
+        );
+        let call = format!("CALL postgres_execute({}, {})", quote_literal(SOURCE_CATALOG), quote_literal(&sql));
+        if let Err(e) = conn.execute_batch(&call) {
+            tracing::warn!(error = %self.secret.redact(&e.to_string()), "cannot cancel the query's statements on the database");
+        }
+    }
+}
+
 /// Opens a database for the source: the extension loaded, the source attached
 /// read-only as [`SOURCE_CATALOG`], a view per included table, the description
 /// read, then the connection set up (`setup`, the operators) and locked.
-pub(super) fn open(name: &str, source: &SourceConfig, extension_dir: &Path, setup: &ConnectionSetup) -> Result<(Connection, DatasetInfo)> {
+pub(super) fn open(
+    name: &str,
+    source: &SourceConfig,
+    extension_dir: &Path,
+    setup: &ConnectionSetup,
+    timeout_secs: u64,
+) -> Result<(Connection, DatasetInfo, Attached)> {
     let secret = Secret::resolve(name, source)?;
     let redact = |e: Error| -> Error {
         match e {
@@ -216,9 +281,12 @@ pub(super) fn open(name: &str, source: &SourceConfig, extension_dir: &Path, setu
     };
     let conn = Connection::open_in_memory()?;
     extensions::load(&conn, extension(source.kind), extension_dir)?;
-    let target = match source.kind {
-        SourceKind::Mysql => mysql_connection_string(&secret.text),
-        SourceKind::Postgres | SourceKind::Sqlite => secret.text.clone(),
+    let application = (source.kind == SourceKind::Postgres)
+        .then(|| format!("tag-server:{name}:{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let target = match (source.kind, &application) {
+        (SourceKind::Mysql, _) => mysql_connection_string(&secret.text),
+        (SourceKind::Postgres, Some(application)) => postgres_connection_string(&secret.text, application, timeout_secs),
+        (SourceKind::Postgres | SourceKind::Sqlite, _) => secret.text.clone(),
     };
     conn.execute_batch(&format!(
         "ATTACH {} AS {SOURCE_CATALOG} (TYPE {}, READ_ONLY)",
@@ -230,7 +298,7 @@ pub(super) fn open(name: &str, source: &SourceConfig, extension_dir: &Path, setu
     let info = describe(&conn, name, source, &secret).map_err(redact)?;
     setup(&conn)?;
     conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")?;
-    Ok((conn, info))
+    Ok((conn, info, Attached { secret, application }))
 }
 
 /// The schemas a source exposes by default.
@@ -433,18 +501,19 @@ struct CatalogQueries {
 
 const POSTGRES: CatalogQueries = CatalogQueries {
     function: "postgres_query",
-    tables: "SELECT n.nspname, c.relname, obj_description(c.oid, 'pg_class'), \
-         CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint::text END \
+    tables: "SELECT n.nspname AS schema_name, c.relname AS table_name, obj_description(c.oid, 'pg_class') AS comment, \
+         CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint::text END AS row_estimate \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')",
-    columns: "SELECT n.nspname, c.relname, a.attname, col_description(c.oid, a.attnum) \
+    columns: "SELECT n.nspname AS schema_name, c.relname AS table_name, a.attname AS column_name, \
+         col_description(c.oid, a.attnum) AS comment \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NOT NULL",
-    keys: "SELECT con.contype::text, n.nspname, c.relname, \
+    keys: "SELECT con.contype::text AS kind, n.nspname AS schema_name, c.relname AS table_name, \
          (SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
-            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n), \
-         fn.nspname, fc.relname, \
+            JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS columns, \
+         fn.nspname AS referenced_schema, fc.relname AS referenced_table, \
          (SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(n, i) \
-            JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) \
+            JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) AS referenced_columns \
          FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_class fc ON fc.oid = con.confrelid LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace \
          WHERE con.contype IN ('p', 'f') ORDER BY 2, 3, con.conname",
@@ -452,13 +521,13 @@ const POSTGRES: CatalogQueries = CatalogQueries {
 
 const MYSQL: CatalogQueries = CatalogQueries {
     function: "mysql_query",
-    tables: "SELECT TABLE_SCHEMA, TABLE_NAME, NULLIF(TABLE_COMMENT, ''), CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES \
+    tables: "SELECT TABLE_SCHEMA, TABLE_NAME, NULLIF(TABLE_COMMENT, '') AS comment, CAST(TABLE_ROWS AS CHAR) AS row_estimate FROM information_schema.TABLES \
          WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
     columns: "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS \
          WHERE COLUMN_COMMENT <> '' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')",
-    keys: "SELECT IF(CONSTRAINT_NAME = 'PRIMARY', 'p', 'f'), TABLE_SCHEMA, TABLE_NAME, \
-         GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION), REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, \
-         GROUP_CONCAT(REFERENCED_COLUMN_NAME ORDER BY ORDINAL_POSITION) \
+    keys: "SELECT IF(CONSTRAINT_NAME = 'PRIMARY', 'p', 'f') AS kind, TABLE_SCHEMA, TABLE_NAME, \
+         GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) AS columns, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, \
+         GROUP_CONCAT(REFERENCED_COLUMN_NAME ORDER BY ORDINAL_POSITION) AS referenced_columns \
          FROM information_schema.KEY_COLUMN_USAGE \
          WHERE CONSTRAINT_NAME = 'PRIMARY' OR REFERENCED_TABLE_NAME IS NOT NULL \
          GROUP BY CONSTRAINT_NAME, TABLE_SCHEMA, TABLE_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME \
@@ -571,6 +640,21 @@ mod tests {
         assert_eq!(other.redact("at mysql://u:pw@h/d"), "at mysql://u:<secret>@h/d");
         let missing = Secret::resolve("wh", &source("postgres://u:${SOURCE_TEST_NOT_SET_7C1}@h/d")).err().unwrap();
         assert!(missing.to_string().contains("SOURCE_TEST_NOT_SET_7C1"), "{missing}");
+    }
+
+    #[test]
+    fn postgres_connections_carry_the_servers_name_and_a_statement_timeout() {
+        assert_eq!(
+            postgres_connection_string("host=db dbname=shop", "tag-server:wh:1", 120),
+            "host=db dbname=shop application_name=tag-server:wh:1 options='-c statement_timeout=125000'"
+        );
+        assert_eq!(
+            postgres_connection_string("postgres://u@db/shop?sslmode=require", "a", 10),
+            "postgres://u@db/shop?sslmode=require&application_name=a&options=-c%20statement_timeout%3D15000"
+        );
+        assert_eq!(postgres_connection_string("postgresql://db/shop", "a", 1), "postgresql://db/shop?application_name=a&options=-c%20statement_timeout%3D6000");
+        let own = "host=db application_name=mine options='-c work_mem=64MB'";
+        assert_eq!(postgres_connection_string(own, "a", 1), own);
     }
 
     #[test]

@@ -75,6 +75,7 @@ struct Start {
 /// blocking thread to be executed.
 pub struct PreparedQuery {
     pub checked: CheckedSql,
+    dataset: Arc<Dataset>,
     query_id: String,
     start: oneshot::Sender<Start>,
     interrupt: Arc<duckdb::InterruptHandle>,
@@ -87,17 +88,29 @@ pub struct Executor {
     registry: Arc<QueryRegistry>,
 }
 
-/// Interrupts the DuckDB connection if the query's future is dropped before it
-/// finished (the client went away), so no work is left running.
+/// Stops the query if its future is dropped before it finished (the client went
+/// away), so no work is left running: interrupts the DuckDB connection and cancels
+/// the statements it started on a database source.
 struct InterruptOnDrop {
     handle: Arc<duckdb::InterruptHandle>,
+    dataset: Arc<Dataset>,
+    started: Instant,
     armed: bool,
+}
+
+impl InterruptOnDrop {
+    fn stop(&self) {
+        self.handle.interrupt();
+        let (dataset, within) = (self.dataset.clone(), self.started.elapsed());
+        // A connection and a round trip to the database: not on the async thread.
+        std::thread::spawn(move || dataset.cancel_remote(within));
+    }
 }
 
 impl Drop for InterruptOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            self.handle.interrupt();
+            self.stop();
         }
     }
 }
@@ -121,15 +134,15 @@ impl Executor {
         let checked = sql::check(sql, &query_id)?;
         let (ready_tx, ready_rx) = oneshot::channel();
         let (start, start_rx) = oneshot::channel();
-        let dataset = dataset.clone();
+        let task_dataset = dataset.clone();
         let executable = checked.executable.clone();
-        let task = tokio::task::spawn_blocking(move || session(&dataset, &executable, ready_tx, start_rx));
+        let task = tokio::task::spawn_blocking(move || session(&task_dataset, &executable, ready_tx, start_rx));
         let interrupt = match ready_rx.await {
-            Ok(ready) => ready?,
+            Ok(ready) => ready.map_err(|e| dataset.redact(e))?,
             // The thread ended without a word: it failed before preparing.
             Err(_) => return Err(task.await?.err().unwrap_or_else(|| Error::internal("the query's thread stopped"))),
         };
-        Ok(PreparedQuery { checked, query_id, start, interrupt, task })
+        Ok(PreparedQuery { checked, dataset: dataset.clone(), query_id, start, interrupt, task })
     }
 
     /// Prepares and runs `sql`; up to `max_rows` rows as JSON with the full count.
@@ -162,7 +175,7 @@ impl Executor {
 
     async fn execute(&self, prepared: PreparedQuery, options: QueryOptions, output: Output) -> Result<(Collected, ExecutionStats)> {
         let started = Instant::now();
-        let PreparedQuery { checked, query_id, start, interrupt, mut task } = prepared;
+        let PreparedQuery { checked, dataset, query_id, start, interrupt, mut task } = prepared;
         if !checked.operators.is_empty() && options.llm.is_none() {
             let names: Vec<&str> = checked.operators.iter().map(|op| op.name()).collect();
             return Err(Error::LlmNotConfigured(format!(
@@ -178,7 +191,7 @@ impl Executor {
             self.cache.clone(),
         ));
         let registered = self.registry.enter(context.clone());
-        let mut interrupt = InterruptOnDrop { handle: interrupt, armed: true };
+        let mut interrupt = InterruptOnDrop { handle: interrupt, dataset: dataset.clone(), started, armed: true };
         let ahead = checked.input_query.clone().filter(|_| self.config.query.collect_inputs);
         if start.send(Start { context: context.clone(), ahead, output }).is_err() {
             return Err(task.await?.err().unwrap_or_else(|| Error::internal("the query's thread stopped")));
@@ -193,7 +206,7 @@ impl Executor {
                 joined = &mut task => break joined?,
                 _ = &mut deadline => {
                     context.cancel.cancel();
-                    interrupt.handle.interrupt();
+                    interrupt.stop();
                     let _ = task.await;
                     interrupt.armed = false;
                     return Err(Error::Timeout(timeout));
@@ -212,7 +225,7 @@ impl Executor {
             Ok(Some(collected)) => Ok((collected, stats)),
             Ok(None) => Err(Error::internal("the query's thread stopped before running it")),
             // An LLM failure inside an operator surfaces as a DuckDB error; report the cause.
-            Err(e) => Err(context.take_failure().unwrap_or(e)),
+            Err(e) => Err(dataset.redact(context.take_failure().unwrap_or(e))),
         }
     }
 }

@@ -1,0 +1,352 @@
+//! Where tokens live: those created by `tag-server token create` in the state
+//! database (`tokens` table: the secret's SHA-256, never the secret), read on every
+//! request so that a revocation takes effect at once, also across processes; and
+//! those a deployment gives (`auth.tokens_file`, `auth.admin_token`), read at start.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use rusqlite::{params, OptionalExtension};
+use serde::Deserialize;
+
+use super::{new_secret, now, same_digest, sha256_hex, Limits, Principal, Role, TokenInfo};
+use crate::{
+    config::AuthConfig,
+    error::{Error, Result},
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'analyst')),
+    datasets TEXT,
+    secret_sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    requests_per_minute INTEGER,
+    tokens_per_day INTEGER,
+    confirm_calls INTEGER
+);
+";
+
+/// The format of `auth.tokens_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<GivenToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GivenToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    datasets: Option<Vec<String>>,
+    /// The secret's SHA-256 (hex); or the secret itself.
+    #[serde(default)]
+    secret_sha256: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
+    #[serde(default)]
+    tokens_per_day: Option<u64>,
+    #[serde(default)]
+    confirm_calls: Option<u64>,
+}
+
+pub struct TokenStore {
+    conn: Mutex<rusqlite::Connection>,
+    given: Vec<(TokenInfo, String)>,
+    /// Limits of tokens that set none of their own.
+    defaults: Limits,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::internal("the token store's lock was poisoned")
+}
+
+/// A hash no secret has, compared against when the id is unknown, so that an
+/// unknown token costs the same work as a known one.
+const NO_SUCH_TOKEN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn info_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenInfo, String)> {
+    let datasets: Option<String> = row.get(3)?;
+    let role: String = row.get(2)?;
+    Ok((
+        TokenInfo {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            role: if role == "admin" { Role::Admin } else { Role::Analyst },
+            datasets: datasets.and_then(|d| serde_json::from_str(&d).ok()),
+            created_at: row.get(5)?,
+            expires_at: row.get(6)?,
+            revoked_at: row.get(7)?,
+            limits: Limits {
+                requests_per_minute: row.get::<_, Option<i64>>(8)?.map(|n| n as u32),
+                tokens_per_day: row.get::<_, Option<i64>>(9)?.map(|n| n as u64),
+                confirm_calls: row.get::<_, Option<i64>>(10)?.map(|n| n as u64),
+            },
+            origin: "database".into(),
+        },
+        row.get(4)?,
+    ))
+}
+
+const COLUMNS: &str = "id, name, role, datasets, secret_sha256, created_at, expires_at, revoked_at, requests_per_minute, tokens_per_day, confirm_calls";
+
+impl TokenStore {
+    pub fn open(data_dir: &Path, config: &AuthConfig) -> Result<TokenStore> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::Config(format!("cannot create data directory {} (TAG_DATA_DIR): {e}", data_dir.display())))?;
+        let conn = rusqlite::Connection::open(data_dir.join("state.sqlite3"))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
+        conn.execute_batch(SCHEMA)?;
+        let mut given = Vec::new();
+        if let Some(file) = &config.tokens_file {
+            given.extend(read_tokens_file(file)?);
+        }
+        if let Some(secret) = config.admin_token.as_deref().filter(|s| !s.is_empty()) {
+            if secret.len() < 16 {
+                return Err(Error::Config("auth.admin_token (TAG_AUTH_ADMIN_TOKEN) must be at least 16 characters".into()));
+            }
+            let info = TokenInfo {
+                id: "admin".into(),
+                name: "admin".into(),
+                role: Role::Admin,
+                datasets: None,
+                created_at: now(),
+                expires_at: None,
+                revoked_at: None,
+                limits: Limits::default(),
+                origin: "environment".into(),
+            };
+            given.push((info, sha256_hex(secret)));
+        }
+        let defaults = Limits {
+            requests_per_minute: config.requests_per_minute,
+            tokens_per_day: config.tokens_per_day,
+            confirm_calls: Some(config.confirm_calls),
+        };
+        Ok(TokenStore { conn: Mutex::new(conn), given, defaults })
+    }
+
+    /// Whether any token can be used (not revoked, not expired).
+    pub fn any(&self) -> Result<bool> {
+        let now = now();
+        if self.given.iter().any(|(info, _)| info.expires_at.is_none_or(|t| t > now)) {
+            return Ok(true);
+        }
+        let conn = self.conn.lock().map_err(poisoned)?;
+        let found: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?1) LIMIT 1",
+                params![now],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// A new token; the secret is returned here and never again.
+    pub fn create(&self, name: &str, role: Role, datasets: Option<Vec<String>>, expires_at: Option<i64>, limits: Limits) -> Result<(TokenInfo, String)> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(Error::InvalidRequest("a token needs a name of 1 to 100 characters".into()));
+        }
+        let (id, secret) = new_secret();
+        let info = TokenInfo {
+            id,
+            name: name.to_string(),
+            role,
+            datasets,
+            created_at: now(),
+            expires_at,
+            revoked_at: None,
+            limits,
+            origin: "database".into(),
+        };
+        let conn = self.conn.lock().map_err(poisoned)?;
+        conn.execute(
+            &format!("INSERT INTO tokens ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10)"),
+            params![
+                info.id,
+                info.name,
+                info.role.as_str(),
+                info.datasets.as_ref().map(|d| serde_json::to_string(d).unwrap_or_default()),
+                sha256_hex(&secret),
+                info.created_at,
+                info.expires_at,
+                info.limits.requests_per_minute,
+                info.limits.tokens_per_day.map(|n| n as i64),
+                info.limits.confirm_calls.map(|n| n as i64),
+            ],
+        )?;
+        Ok((info, secret))
+    }
+
+    /// Every token, newest first (the deployment's first).
+    pub fn list(&self) -> Result<Vec<TokenInfo>> {
+        let mut tokens: Vec<TokenInfo> = self.given.iter().map(|(info, _)| info.clone()).collect();
+        let conn = self.conn.lock().map_err(poisoned)?;
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM tokens ORDER BY created_at DESC, id"))?;
+        let rows = stmt.query_map([], info_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        tokens.extend(rows.into_iter().map(|(info, _)| info));
+        Ok(tokens)
+    }
+
+    /// Revokes the tokens with this id or name; how many.
+    pub fn revoke(&self, id_or_name: &str) -> Result<usize> {
+        let conn = self.conn.lock().map_err(poisoned)?;
+        let changed = conn.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE (id = ?1 OR name = ?1) AND revoked_at IS NULL",
+            params![id_or_name, now()],
+        )?;
+        if changed == 0 && self.given.iter().any(|(info, _)| info.id == id_or_name || info.name == id_or_name) {
+            return Err(Error::InvalidRequest(format!(
+                "{id_or_name} is given by the deployment (auth.tokens_file or auth.admin_token); remove it there"
+            )));
+        }
+        Ok(changed)
+    }
+
+    /// The principal of a token, or `None` (unknown, wrong, revoked, expired: the
+    /// same answer after the same comparisons).
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let digest = sha256_hex(token);
+        let id = token.strip_prefix("tag_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id).unwrap_or("");
+        let stored: Option<(TokenInfo, String)> = self
+            .conn
+            .lock()
+            .ok()?
+            .query_row(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"), params![id], info_from_row)
+            .optional()
+            .ok()
+            .flatten();
+        let stored_matches = same_digest(&digest, stored.as_ref().map_or(NO_SUCH_TOKEN, |(_, hash)| hash.as_str()));
+        let mut found = stored.filter(|_| stored_matches).map(|(info, _)| info);
+        for (info, hash) in &self.given {
+            if same_digest(&digest, hash) && found.is_none() {
+                found = Some(info.clone());
+            }
+        }
+        let info = found?;
+        let now = now();
+        if info.revoked_at.is_some() || info.expires_at.is_some_and(|t| t <= now) {
+            return None;
+        }
+        Some(self.principal(info))
+    }
+
+    fn principal(&self, info: TokenInfo) -> Principal {
+        let limits = Limits {
+            requests_per_minute: info.limits.requests_per_minute.or(self.defaults.requests_per_minute),
+            tokens_per_day: info.limits.tokens_per_day.or(self.defaults.tokens_per_day),
+            confirm_calls: info.limits.confirm_calls.or(self.defaults.confirm_calls),
+        };
+        Principal {
+            name: info.name,
+            role: info.role,
+            datasets: info.datasets.map(|d| d.into_iter().collect::<BTreeSet<_>>()),
+            token: Some(info.id),
+            limits,
+        }
+    }
+}
+
+fn read_tokens_file(path: &PathBuf) -> Result<Vec<(TokenInfo, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read auth.tokens_file {}: {e}", path.display())))?;
+    let file: TokensFile = toml::from_str(&text).map_err(|e| Error::Config(format!("auth.tokens_file {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, token) in file.tokens.into_iter().enumerate() {
+        let hash = match (token.secret_sha256, token.secret) {
+            (Some(hash), None) if hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) => hash.to_ascii_lowercase(),
+            (None, Some(secret)) if secret.len() >= 16 => sha256_hex(&secret),
+            _ => {
+                return Err(Error::Config(format!(
+                    "auth.tokens_file {}: token {} needs secret_sha256 (64 hex digits) or a secret of at least 16 characters",
+                    path.display(),
+                    token.name
+                )))
+            }
+        };
+        let info = TokenInfo {
+            id: format!("file-{}", i + 1),
+            name: token.name,
+            role: token.role,
+            datasets: token.datasets,
+            created_at: 0,
+            expires_at: token.expires_at,
+            revoked_at: None,
+            limits: Limits {
+                requests_per_minute: token.requests_per_minute,
+                tokens_per_day: token.tokens_per_day,
+                confirm_calls: token.confirm_calls,
+            },
+            origin: "file".into(),
+        };
+        out.push((info, hash));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path, config: &AuthConfig) -> TokenStore {
+        TokenStore::open(dir, config).unwrap()
+    }
+
+    #[test]
+    fn tokens_authenticate_until_revoked_or_expired_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuthConfig::default();
+        let s = store(dir.path(), &config);
+        assert!(!s.any().unwrap());
+        let (info, secret) = s.create("ann", Role::Analyst, Some(vec!["movies".into()]), None, Limits::default()).unwrap();
+        let principal = s.authenticate(&secret).expect("a fresh token works");
+        assert_eq!((principal.name.as_str(), principal.role), ("ann", Role::Analyst));
+        assert!(s.authenticate(&format!("{secret}x")).is_none());
+        assert!(s.authenticate("tag_nosuchid_0000").is_none());
+        let reopened = store(dir.path(), &config);
+        assert!(reopened.authenticate(&secret).is_some(), "tokens survive a restart");
+        assert_eq!(s.revoke(&info.id).unwrap(), 1);
+        assert!(reopened.authenticate(&secret).is_none(), "a revocation takes effect at once, across stores");
+        let (_, expired) = s.create("old", Role::Admin, None, Some(now() - 1), Limits::default()).unwrap();
+        assert!(s.authenticate(&expired).is_none());
+        assert!(s.list().unwrap().iter().all(|t| t.origin == "database"));
+    }
+
+    #[test]
+    fn deployments_give_tokens_by_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\nname = \"bi\"\nrole = \"analyst\"\ndatasets = [\"support\"]\nsecret_sha256 = \"{}\"\ntokens_per_day = 500\n",
+                sha256_hex("a-long-enough-secret")
+            ),
+        )
+        .unwrap();
+        let config = AuthConfig { tokens_file: Some(file), admin_token: Some("the-admin-secret-123".into()), ..AuthConfig::default() };
+        let s = store(dir.path(), &config);
+        assert!(s.any().unwrap());
+        let bi = s.authenticate("a-long-enough-secret").unwrap();
+        assert_eq!((bi.name.as_str(), bi.limits.tokens_per_day), ("bi", Some(500)));
+        assert!(!bi.may_use("movies"));
+        assert!(s.authenticate("the-admin-secret-123").unwrap().is_admin());
+        assert!(s.revoke("bi").is_err(), "a deployment's token is removed where it is given");
+    }
+}
