@@ -5,6 +5,7 @@
 
 pub mod harness;
 pub mod hostile;
+pub mod mariadb;
 pub mod model;
 pub mod postgres;
 pub mod scripted_llm;

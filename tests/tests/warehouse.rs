@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tag_tests::{harness::ServerProcess, hostile, postgres::Postgres, scripted_llm::ScriptedLlm};
+use tag_tests::{harness::ServerProcess, hostile, mariadb::MariaDb, postgres::Postgres, scripted_llm::ScriptedLlm};
 
 const PASSWORD: &str = "reader-pw-7f3k";
 
@@ -353,4 +353,46 @@ async fn a_sqlite_file_is_a_dataset_with_its_keys() {
     assert_eq!(status, 400, "{body}");
     server.stop();
     assert_eq!(std::fs::read(&path).unwrap(), before, "the SQLite file is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_database_is_a_dataset_with_its_comments_and_keys() {
+    let Some(db) = MariaDb::start() else { return };
+    db.sql(
+        "CREATE DATABASE shop; \
+         CREATE TABLE shop.customers (id INT PRIMARY KEY, name TEXT COMMENT 'full name', country TEXT) COMMENT='people who buy'; \
+         CREATE TABLE shop.orders (id INT PRIMARY KEY, customer_id INT, total DOUBLE, note TEXT, \
+           FOREIGN KEY (customer_id) REFERENCES shop.customers (id)) COMMENT='one row per order'; \
+         INSERT INTO shop.customers VALUES (1, 'Ada', 'UK'), (2, 'Grace', 'US'); \
+         INSERT INTO shop.orders VALUES (1, 1, 10.5, 'urgent'), (2, 1, 3.0, 'no rush'), (3, 2, 99.0, 'urgent'); \
+         CREATE USER 'reader'@'localhost' IDENTIFIED BY 'maria-pw-91'; CREATE USER 'reader'@'%' IDENTIFIED BY 'maria-pw-91'; \
+         GRANT SELECT ON shop.* TO 'reader'@'localhost'; GRANT SELECT ON shop.* TO 'reader'@'%'; ANALYZE TABLE shop.orders;",
+    );
+    let llm = ScriptedLlm::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("shop=mysql://reader:${{SHOP_PASSWORD}}@127.0.0.1:{}/shop", db.port);
+    let env = vec![("TAG_LLM_BASE_URL", llm.base_url()), ("SHOP_PASSWORD", "maria-pw-91".to_string())];
+    let server = ServerProcess::start(data.path(), &env, &["--no-bundled", "--dataset-url", &url]);
+    let client = reqwest::Client::new();
+    let (status, detail) = get(&client, &server.url("/v1/datasets/shop")).await;
+    assert_eq!(status, 200, "{detail}");
+    let names: Vec<&str> = detail["tables"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["customers", "orders"], "the connection's database only");
+    let customers = detail["tables"].as_array().unwrap().iter().find(|t| t["name"] == "customers").unwrap().clone();
+    assert_eq!((customers["description"].as_str(), customers["primary_key"].as_str()), (Some("people who buy"), Some("id")));
+    assert!(detail["joins"].as_array().unwrap().contains(&json!("orders.customer_id = customers.id")), "{detail}");
+    let (status, body) = post(
+        &client,
+        &server.url("/v1/sql"),
+        sql("shop", "SELECT c.name, sum(o.total) AS spent FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.name ORDER BY 1"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([["Ada", 13.5], ["Grace", 99.0]]), "{body}");
+    for statement in ["DELETE FROM orders", "SELECT * FROM mysql_query('tag_source', 'SELECT 1')", "SELECT * FROM tag_source.shop.orders"] {
+        let (status, body) = post(&client, &server.url("/v1/sql"), sql("shop", statement)).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("rejected_sql")), "{statement}: {body}");
+    }
+    assert!(!detail.to_string().contains("maria-pw-91"));
+    assert_eq!(db.sql("SELECT count(*) FROM shop.orders"), "3");
 }

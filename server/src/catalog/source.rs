@@ -296,7 +296,7 @@ pub(super) fn open(
     .map_err(|e| redact(Error::from(e)))
     .map_err(|e| Error::dataset(format!("source {name}: cannot attach the database: {}", e.message())))?;
     let info = describe(&conn, name, source, &secret).map_err(redact)?;
-    setup(&conn)?;
+    setup(&conn).map_err(|e| Error::dataset(format!("source {name}: cannot register the LLM operators: {}", e.message())))?;
     conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")?;
     Ok((conn, info, Attached { secret, application }))
 }
@@ -306,14 +306,8 @@ fn default_schemas(conn: &Connection, kind: SourceKind) -> Result<Vec<String>> {
     Ok(match kind {
         SourceKind::Postgres => vec!["public".into()],
         SourceKind::Sqlite => vec!["main".into()],
-        SourceKind::Mysql => {
-            // The connection's database is the attached catalog's default schema.
-            let mut stmt = conn.prepare(&format!(
-                "SELECT DISTINCT schema_name FROM duckdb_tables() WHERE database_name = {} ORDER BY 1",
-                quote_literal(SOURCE_CATALOG)
-            ))?;
-            stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<duckdb::Result<Vec<_>>>()?
-        }
+        // The connection's database (its `database=`), not the server's others.
+        SourceKind::Mysql => remote_rows(conn, "mysql_query", "SELECT DATABASE() AS name", 1)?.into_iter().flatten().flatten().collect(),
     })
 }
 
