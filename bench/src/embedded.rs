@@ -162,7 +162,7 @@ async fn filter_run(
     let dataset = engine.catalog.get("llm_sql")?;
     let before = llm.stats();
     let started = Instant::now();
-    let options = QueryOptions { max_rows: 10, llm: Some(shared), progress: None };
+    let options = QueryOptions { max_rows: 10, llm: Some(shared), progress: None, token_budget: None };
     let (_, table, stats) = engine.executor.run_table(&dataset, sql, options).await?;
     let seconds = started.elapsed().as_secs_f64();
     let after = llm.stats();

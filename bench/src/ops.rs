@@ -296,7 +296,7 @@ async fn engine_run(config: &LlmConfig, dataset: &Path, state: &Path, workload: 
         _ => format!("SELECT llm_map('{}') FROM {}", workload.template, workload.table),
     };
     let started = Instant::now();
-    let options = QueryOptions { max_rows: 1, llm: Some(llm), progress: None };
+    let options = QueryOptions { max_rows: 1, llm: Some(llm), progress: None, token_budget: None };
     let (_, _, stats) = engine.executor.run_table(&data, &sql, options).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Run {

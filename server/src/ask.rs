@@ -14,13 +14,15 @@ use tokio::sync::mpsc;
 pub use tag_types::{AskRequest, AskResponse, AskStats, Event, FailedAttempt, LlmTotals, SchemaStats, Stage};
 
 use crate::{
+    auth::Principal,
     catalog::Dataset,
     engine::Engine,
     error::{Error, Result},
-    execution::{ExecutionStats, ProgressSink, QueryOptions, Table},
+    execution::{Estimate, ExecutionStats, ProgressSink, QueryOptions, Table},
     generation,
     llm::{ChatRequest, LlmBackend, Message, Readiness, SharedLlm, StreamPiece, Usage},
     metrics::LlmStage,
+    query::{self, admit, estimate_id, estimate_key},
     state::{Conversation, Turn},
     synthesis::{self, Reply},
     text::shorten,
@@ -62,12 +64,16 @@ struct Question {
     text: String,
     dataset: Arc<Dataset>,
     llm: SharedLlm,
+    principal: Principal,
     conversation: Option<Conversation>,
     history: Vec<Turn>,
+    /// The SQL written by an earlier request whose estimate this one confirms, and
+    /// the estimate's id.
+    confirmed: Option<(String, String)>,
 }
 
 impl Question {
-    async fn read(engine: &Engine, request: AskRequest) -> Result<Question> {
+    async fn read(engine: &Engine, principal: &Principal, request: AskRequest) -> Result<Question> {
         let text = request.question.trim().to_string();
         if text.is_empty() {
             return Err(Error::InvalidRequest("the question is empty".into()));
@@ -75,26 +81,47 @@ impl Question {
         if text.chars().count() > MAX_QUESTION_CHARS {
             return Err(Error::InvalidRequest(format!("the question is longer than {MAX_QUESTION_CHARS} characters")));
         }
-        let dataset = engine.catalog.get(&request.dataset)?;
+        let dataset = engine.dataset_for(principal, &request.dataset)?;
         let llm = engine.require_llm()?;
-        let Some(id) = &request.conversation_id else {
-            return Ok(Question { text, dataset, llm, conversation: None, history: Vec::new() });
+        let confirmed = match (request.confirm, request.estimate_id) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::InvalidRequest("\"confirm\": true needs the \"estimate_id\" of the estimate being confirmed".into()))
+            }
+            (true, Some(id)) => {
+                let pending = engine.pending.take(&id, &principal.name).ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "no question waits for a confirmation with estimate_id {id:?} (they wait {} minutes, and run once)",
+                        query::PENDING_FOR.as_secs() / 60
+                    ))
+                })?;
+                if pending.question != text || pending.dataset != request.dataset || pending.conversation_id != request.conversation_id {
+                    return Err(Error::InvalidRequest(format!(
+                        "estimate_id {id:?} is for another question; send the same question, dataset and conversation"
+                    )));
+                }
+                Some((pending.sql, id))
+            }
         };
-        let conversation = engine.state.conversation(id).await?;
+        let mut question =
+            Question { text, dataset, llm, principal: principal.clone(), conversation: None, history: Vec::new(), confirmed };
+        let Some(id) = &request.conversation_id else { return Ok(question) };
+        let conversation = engine.state.conversation(id, principal.owner_filter()).await?;
         if conversation.dataset != request.dataset {
             return Err(Error::InvalidRequest(format!(
                 "conversation {id} is about dataset {:?}, not {:?}",
                 conversation.dataset, request.dataset
             )));
         }
-        let history = engine.state.turns(&conversation.id).await?;
-        Ok(Question { text, dataset, llm, conversation: Some(conversation), history })
+        question.history = engine.state.turns(&conversation.id).await?;
+        question.conversation = Some(conversation);
+        Ok(question)
     }
 }
 
 /// What synthesis ended with.
 enum Synthesized {
-    /// A query that ran, and its result.
+    /// A query that ran, and its result (with the estimate made before it ran).
     Query { sql: String, table: Table, execution: ExecutionStats },
     /// The model said the data cannot answer the question, and why.
     Unanswerable(String),
@@ -108,18 +135,82 @@ struct Attempts {
     synthesis_ms: u64,
     execution_ms: u64,
     schema: SchemaStats,
+    /// The SQL last tried (for the audit trail of a question that failed).
+    last_sql: Option<String>,
 }
 
-/// Answers `request`, sending its progress to `events`.
-pub async fn ask(engine: &Engine, request: AskRequest, events: Events) -> Result<AskResponse> {
+/// Answers `request` for `principal`, who came in through `interface`, sending
+/// its progress to `events`; audited however it ends.
+pub async fn ask(engine: &Engine, principal: &Principal, interface: &str, request: AskRequest, events: Events) -> Result<AskResponse> {
     let started = Instant::now();
-    let question = Question::read(engine, request).await?;
-    wait_for_model(question.llm.as_ref(), &events).await;
-    let (synthesized, attempts) = synthesize(engine, &question, &events).await?;
+    let mut entry = crate::state::AuditEntry {
+        interface: interface.into(),
+        action: "ask".into(),
+        dataset: request.dataset.clone(),
+        question: Some(request.question.trim().to_string()),
+        ..query::blank_entry()
+    };
+    let mut spent = LlmTotals::default();
+    let result = answer(engine, principal, request, &events, started, &mut spent, &mut entry.sql).await;
+    entry.duration_ms = millis(started);
+    match &result {
+        Ok(response) => {
+            entry.sql = response.sql.clone();
+            entry.rows = response.sql.as_ref().map(|_| response.row_count);
+            if let Some(estimate) = &response.stats.execution.estimate {
+                (entry.estimated_calls, entry.estimated_tokens) = (Some(estimate.llm_calls), Some(estimate.tokens));
+            }
+        }
+        Err(error) => query::failed(&mut entry, error),
+    }
+    entry.llm_calls = spent.calls;
+    entry.prompt_tokens = spent.usage.prompt_tokens;
+    entry.completion_tokens = spent.usage.completion_tokens;
+    engine.audit(principal, entry).await;
+    result
+}
+
+async fn answer(
+    engine: &Engine,
+    principal: &Principal,
+    request: AskRequest,
+    events: &Events,
+    started: Instant,
+    spent: &mut LlmTotals,
+    last_sql: &mut Option<String>,
+) -> Result<AskResponse> {
+    let question = Question::read(engine, principal, request).await?;
+    // The token's turn to spend: questions with a daily budget run one at a time.
+    let spending = engine.budgets.spend(principal).await?;
+    wait_for_model(question.llm.as_ref(), events).await;
+    let (synthesized, attempts) = match synthesize(engine, &question, events).await {
+        Ok(done) => done,
+        Err((error, attempts)) => {
+            *spent = attempts.llm;
+            *last_sql = attempts.last_sql;
+            spending.record(spent.usage.prompt_tokens + spent.usage.completion_tokens);
+            return Err(error);
+        }
+    };
+    spent.add(attempts.llm.calls, attempts.llm.usage);
+    if let Synthesized::Query { execution, .. } = &synthesized {
+        spent.add(execution.llm_calls, execution.usage);
+    }
     let generation_started = Instant::now();
-    let (answer, generation_llm) = generate(engine, &question, &synthesized, &events).await?;
+    let generated = generate(engine, &question, &synthesized, events).await;
+    let (answer, generation_llm) = match generated {
+        Ok(done) => done,
+        Err(error) => {
+            spending.record(spent.usage.prompt_tokens + spent.usage.completion_tokens);
+            return Err(error);
+        }
+    };
+    spent.add(generation_llm.calls, generation_llm.usage);
+    spending.record(spent.usage.prompt_tokens + spent.usage.completion_tokens);
+    drop(spending);
     let generation_ms = millis(generation_started);
-    let response = record(engine, question, synthesized, attempts, answer, generation_llm, generation_ms, started).await?;
+    let mut response = record(engine, question, synthesized, attempts, answer, generation_llm, generation_ms, started).await?;
+    response.stats.budget_remaining = engine.budgets.remaining(principal);
     events.send(Event::Done(Box::new(response.clone())));
     Ok(response)
 }
@@ -138,24 +229,36 @@ async fn wait_for_model(llm: &dyn LlmBackend, events: &Events) {
     }
 }
 
-/// Stages 1 and 2: the model writes SQL, which is checked and prepared, then run;
-/// an error the model may fix goes back to it, up to `query.max_repairs` times.
-async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Result<(Synthesized, Attempts)> {
+/// Stages 1 and 2: the model writes SQL, which is checked and prepared, its cost
+/// estimated and admitted, then run; an error the model may fix (a query that
+/// fails, or one over the per-query cap of LLM calls) goes back to it, up to
+/// `query.max_repairs` times. A query over the confirmation threshold waits for the
+/// client's confirmation, and a confirming request runs the SQL it was shown.
+async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Result<(Synthesized, Attempts), (Error, Attempts)> {
     let config = &engine.config;
-    let dataset = &question.dataset;
+    let mut attempts = Attempts::default();
+    if let Some((sql, id)) = &question.confirmed {
+        attempts.last_sql = Some(sql.clone());
+        return match run(engine, question, sql, Some(id), 1, events, &mut attempts).await {
+            Ok(Ran::Done(synthesized)) => Ok((synthesized, attempts)),
+            Ok(Ran::Repair(error) | Ran::Failed(error)) | Err(error) => Err((error, attempts)),
+        };
+    }
     // Follow-ups are linked with the conversation's earlier questions too.
     let mut terms: Vec<&str> = question.history.iter().map(|turn| turn.question.as_str()).collect();
     terms.push(&question.text);
-    let linked = dataset.linker.link(&terms.join(" "), config.query.schema_tokens);
-    let schema_text = if linked.whole { dataset.schema_text.clone() } else { dataset.schema_text_of(&linked.tables) };
+    let linked = question.dataset.linker.link(&terms.join(" "), config.query.schema_tokens);
+    let schema_text = if linked.whole { question.dataset.schema_text.clone() } else { question.dataset.schema_text_of(&linked.tables) };
     let mut messages = synthesis::messages(&schema_text, &question.history, &question.text);
-    let mut attempts = Attempts::default();
     attempts.schema = SchemaStats { tables: linked.considered, shown: linked.tables, tokens: linked.tokens, linked: !linked.whole };
     let count = 1 + config.query.max_repairs;
     for attempt in 1..=count {
         let attempt_started = Instant::now();
         events.send(Event::Stage { stage: Stage::Synthesis, attempt });
-        let completion = question.llm.complete(&ChatRequest::new(messages.clone(), config.llm.max_tokens)).await?;
+        let completion = match question.llm.complete(&ChatRequest::new(messages.clone(), config.llm.max_tokens)).await {
+            Ok(completion) => completion,
+            Err(e) => return Err((e, attempts)),
+        };
         attempts.llm.add(1, completion.usage);
         let sql = match synthesis::parse_reply(&completion.text) {
             Reply::Sql(sql) => sql,
@@ -172,36 +275,98 @@ async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Re
                 continue;
             }
         };
-        messages.push(Message::assistant(completion.text.clone()));
-        let prepared = engine.executor.prepare(&question.dataset, &sql).await;
         attempts.synthesis_ms += millis(attempt_started);
-        let prepared = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) if e.is_repairable() => {
-                attempts.failed.push(FailedAttempt { sql: Some(sql), error: e.to_string() });
-                messages.push(synthesis::repair_message(&e.to_string()));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        events.send(Event::Sql { sql: sql.clone(), attempt });
-        events.send(Event::Stage { stage: Stage::Execution, attempt });
-        let execution_started = Instant::now();
-        let original = prepared.checked.original.clone();
-        let options = QueryOptions { max_rows: config.query.max_rows, llm: Some(question.llm.clone()), progress: events.progress() };
-        let result = engine.executor.execute_table(prepared, options).await.map_err(|e| engine.query_failure(dataset, e));
-        attempts.execution_ms += millis(execution_started);
-        match result {
-            Ok((table, execution)) => return Ok((Synthesized::Query { sql: original, table, execution }, attempts)),
-            Err(e) if e.is_repairable() && attempt < count => {
+        messages.push(Message::assistant(completion.text.clone()));
+        attempts.last_sql = Some(sql.clone());
+        match run(engine, question, &sql, None, attempt, events, &mut attempts).await {
+            Ok(Ran::Done(synthesized)) => return Ok((synthesized, attempts)),
+            Ok(Ran::Repair(e)) => {
                 attempts.failed.push(FailedAttempt { sql: Some(sql), error: e.to_string() });
                 messages.push(synthesis::repair_message(&e.to_string()));
             }
-            Err(e) => return Err(e),
+            Ok(Ran::Failed(e)) if attempt < count => {
+                attempts.failed.push(FailedAttempt { sql: Some(sql), error: e.to_string() });
+                messages.push(synthesis::repair_message(&e.to_string()));
+            }
+            Ok(Ran::Failed(e)) | Err(e) => return Err((e, attempts)),
         }
     }
     let last = attempts.failed.last().map(|a| a.error.clone()).unwrap_or_default();
-    Err(Error::sql(format!("no working query after {count} attempts; last error: {last}")))
+    Err((Error::sql(format!("no working query after {count} attempts; last error: {last}")), attempts))
+}
+
+/// What running one written query came to.
+enum Ran {
+    Done(Synthesized),
+    /// It did not prepare: the error goes back to the SQL-writing model.
+    Repair(Error),
+    /// It failed when admitted or run: back to the model while attempts remain,
+    /// else the question's error.
+    Failed(Error),
+}
+
+/// Prepares `sql`, estimates and admits it (`confirmed`: the estimate id the
+/// client confirmed), and runs it. A query that needs confirmation is kept
+/// waiting under its estimate id, with the error that says so.
+async fn run(
+    engine: &Engine,
+    question: &Question,
+    sql: &str,
+    confirmed: Option<&str>,
+    attempt: usize,
+    events: &Events,
+    attempts: &mut Attempts,
+) -> Result<Ran> {
+    let dataset = &question.dataset;
+    let prepare_started = Instant::now();
+    let prepared = engine.executor.prepare(dataset, sql).await;
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) if e.is_repairable() && confirmed.is_none() => {
+            attempts.synthesis_ms += millis(prepare_started);
+            return Ok(Ran::Repair(e));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut estimate: Option<Estimate> = None;
+    if !prepared.checked.operators.is_empty() {
+        let found = engine.executor.estimate(dataset, &prepared.checked).await?;
+        let key = estimate_key(&dataset.info.name, &prepared.checked.original);
+        match admit(engine, &question.principal, &key, &found, confirmed.is_some(), confirmed) {
+            Ok(()) => {}
+            Err(Error::TooCostly(message)) if confirmed.is_none() => return Ok(Ran::Failed(Error::TooCostly(message))),
+            Err(e @ Error::Confirm { .. }) => {
+                let conversation = question.conversation.as_ref().map(|c| c.id.clone());
+                let (name, id) = (&dataset.info.name, estimate_id(&key, &found));
+                engine.pending.put(id, &question.principal.name, name, &question.text, conversation, prepared.checked.original.clone());
+                events.send(Event::Sql { sql: prepared.checked.original.clone(), attempt });
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+        estimate = Some(found);
+    }
+    attempts.synthesis_ms += millis(prepare_started);
+    events.send(Event::Sql { sql: sql.to_string(), attempt });
+    events.send(Event::Stage { stage: Stage::Execution, attempt });
+    let execution_started = Instant::now();
+    let original = prepared.checked.original.clone();
+    let options = QueryOptions {
+        max_rows: engine.config.query.max_rows,
+        llm: Some(question.llm.clone()),
+        progress: events.progress(),
+        token_budget: engine.budgets.remaining(&question.principal),
+    };
+    let result = engine.executor.execute_table(prepared, options).await.map_err(|e| engine.query_failure(dataset, e));
+    attempts.execution_ms += millis(execution_started);
+    match result {
+        Ok((table, mut execution)) => {
+            execution.estimate = estimate;
+            Ok(Ran::Done(Synthesized::Query { sql: original, table, execution }))
+        }
+        Err(e) if e.is_repairable() && confirmed.is_none() => Ok(Ran::Failed(e)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Stage 3: the answer, streamed as tokens. Empty results and unanswerable
@@ -270,7 +435,10 @@ async fn record(
     };
     let conversation = match question.conversation {
         Some(conversation) => conversation,
-        None => engine.state.create_conversation(&question.dataset.info.name, &shorten(&question.text, 80)).await?,
+        None => {
+            let title = shorten(&question.text, 80);
+            engine.state.create_conversation(&question.dataset.info.name, &title, &question.principal.name).await?
+        }
     };
     let row_count = table.as_ref().map(|t| t.row_count);
     let turn_id = engine.state.add_turn(&conversation.id, &question.text, sql.as_deref(), &answer, row_count).await?;

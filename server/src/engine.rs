@@ -1,18 +1,22 @@
 //! The engine: everything a request needs, built once from the configuration:
 //! the dataset catalog, the executor with its operator registry, the LLM (if one
-//! is configured), the state store and the metrics. The HTTP API and the CLI are
-//! thin layers over it.
+//! is configured), the state store, access control and the metrics. The HTTP API
+//! and the CLI are thin layers over it: requests go through [`crate::query::sql`]
+//! and [`crate::ask::ask`] with the caller's [`Principal`], so datasets, budgets,
+//! estimates and the audit trail hold whatever the interface.
 
 use std::{path::PathBuf, sync::Arc};
 
 use crate::{
-    catalog::{bundled, extensions, Catalog, Dataset},
+    auth::{Auth, Budgets, Principal},
+    catalog::{bundled, extensions, Catalog, Dataset, Listing},
     config::{BackendChoice, Config, SourceConfig},
     error::{Error, Result},
     execution::Executor,
     llm::{cache::ResponseCache, model_store, EmbeddedLlm, OpenAiClient, SharedLlm},
     metrics::Metrics,
-    state::StateStore,
+    query::PendingAsks,
+    state::{AuditEntry, StateStore},
 };
 
 pub struct Engine {
@@ -24,6 +28,10 @@ pub struct Engine {
     pub metrics: Metrics,
     /// The persistent response cache of operator calls; `None` when disabled.
     pub cache: Option<Arc<ResponseCache>>,
+    pub auth: Auth,
+    pub budgets: Arc<Budgets>,
+    /// Questions whose query waits for the client's confirmation of its estimate.
+    pub pending: PendingAsks,
 }
 
 /// Where datasets come from, besides the configuration's folders and sources.
@@ -84,7 +92,45 @@ impl Engine {
             catalog.add_source(&name, source)?;
         }
         let state = StateStore::open(&config.data_dir)?;
-        Ok(Engine { config, catalog, executor, llm, state, metrics: Metrics::default(), cache })
+        let auth = Auth::new(&config.auth, &config.data_dir)?;
+        let spent = state.clone();
+        let budgets = Arc::new(Budgets::new(Box::new(move |token, since| spent.tokens_spent_since(token, since))));
+        Ok(Engine {
+            config,
+            catalog,
+            executor,
+            llm,
+            state,
+            metrics: Metrics::default(),
+            cache,
+            auth,
+            budgets,
+            pending: PendingAsks::default(),
+        })
+    }
+
+    /// A dataset the principal may use; one it may not is "not found", exactly as
+    /// a dataset that does not exist, so its name does not leak.
+    pub fn dataset_for(&self, principal: &Principal, name: &str) -> Result<Arc<Dataset>> {
+        if !principal.may_use(name) {
+            return Err(Error::not_found("dataset", name));
+        }
+        self.catalog.get(name)
+    }
+
+    /// The datasets the principal may use, in name order.
+    pub fn datasets_for(&self, principal: &Principal) -> Vec<Listing> {
+        self.catalog.list().into_iter().filter(|listing| principal.may_use(listing.name())).collect()
+    }
+
+    /// Appends to the audit trail; a failure to write it is logged, and never
+    /// changes the request's answer.
+    pub async fn audit(&self, principal: &Principal, mut entry: AuditEntry) {
+        entry.principal = principal.name.clone();
+        entry.token_id = principal.token.clone();
+        if let Err(e) = self.state.record_audit(entry).await {
+            tracing::error!(error = %e, "cannot write the audit trail");
+        }
     }
 
     /// Keeps the database sources fresh while the server runs: an unavailable one is

@@ -35,6 +35,10 @@ pub enum Error {
     /// since it was confirmed (`estimate_changed`); `details` carries the estimate.
     #[error("{message}")]
     Confirm { code: &'static str, message: String, details: serde_json::Value },
+    /// A query that would make (or made) more LLM calls than one query may
+    /// (`query.max_llm_calls`).
+    #[error("{0}")]
+    TooCostly(String),
     /// SQL that does not parse or that the read-only allow-list rejects.
     #[error("rejected SQL: {0}")]
     RejectedSql(String),
@@ -104,6 +108,27 @@ impl Error {
     /// An internal failure caused by `source`.
     pub fn internal_from(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::Internal { message: message.into(), source: source_of(source) }
+    }
+
+    /// The stable error code clients (and the audit trail) see.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::NotFound { .. } => "not_found",
+            Error::Unavailable { .. } => "dataset_unavailable",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Confirm { code, .. } => code,
+            Error::TooCostly(_) => "too_costly",
+            Error::RejectedSql(_) => "rejected_sql",
+            Error::Sql { .. } => "sql_error",
+            Error::Timeout(_) => "timeout",
+            Error::Cancelled => "cancelled",
+            Error::LlmNotConfigured(_) => "llm_not_configured",
+            Error::Llm { .. } => "llm_error",
+            Error::Config(_) | Error::Dataset { .. } | Error::Internal { .. } => "internal",
+        }
     }
 
     /// Whether feeding this error back to the SQL-writing LLM may fix it.

@@ -5,10 +5,12 @@
 //! the SQL in between, [`operators`] is the LLM operators' contract (what each
 //! takes, returns, asks and accepts) that both sides share, [`catalog`] loads the
 //! datasets, [`llm`] talks to models, [`state`] keeps conversations, [`ask`] runs the
-//! stages for one question, and [`api`] serves it all over HTTP.
+//! stages for one question, [`query`] runs one SQL request, [`auth`] says who may
+//! ask what, and [`api`] serves it all over HTTP.
 
 pub mod api;
 pub mod ask;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod engine;
@@ -18,6 +20,7 @@ pub mod generation;
 pub mod llm;
 pub mod metrics;
 pub mod operators;
+pub mod query;
 pub mod reorder;
 pub mod sql;
 pub mod state;

@@ -1,5 +1,6 @@
 //! The `tag-server` binary: `serve` runs the HTTP server, `ask` answers one
-//! question and `sql` runs one query, both in-process without a server.
+//! question and `sql` runs one query, both in-process without a server, and
+//! `token` manages access tokens.
 
 use std::{io::Write, path::PathBuf, sync::Arc};
 
@@ -8,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tag_server::{
     api,
     ask::{self, AskRequest, Event, Events},
-    execution::{values::cell_text, QueryOptions},
+    auth::{Auth, Limits, Principal, Role},
+    execution::values::cell_text,
+    query::{self, SqlFormat, SqlResult},
     Config, DatasetSources, Engine,
 };
 use tracing_subscriber::EnvFilter;
@@ -69,6 +72,53 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Manage access tokens (kept in the state database under data_dir).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print its secret (shown this once; only its hash is kept).
+    Create {
+        /// Who it is for; conversations and feedback belong to this name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Analyst)]
+        role: RoleArg,
+        /// Datasets it may use, comma-separated; default: all.
+        #[arg(long, value_delimiter = ',')]
+        datasets: Option<Vec<String>>,
+        /// Expires after this long: `90d`, `12h`, `30m` or seconds.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long)]
+        requests_per_minute: Option<u32>,
+        /// LLM tokens (prompt plus completion) per UTC day.
+        #[arg(long)]
+        tokens_per_day: Option<u64>,
+        /// Estimated LLM calls above which a query asks for confirmation.
+        #[arg(long)]
+        confirm_calls: Option<u64>,
+        /// Print the token as JSON (with its secret).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke tokens by id or name; requests with them fail at once.
+    Revoke { id_or_name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Analyst,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", path.display());
         return Ok(());
     }
+    if let Command::Token { action } = cli.command {
+        return token(&config, action);
+    }
     if let Command::Serve { listen: Some(listen) } = &cli.command {
         config.listen = *listen;
     }
@@ -127,10 +180,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { .. } => serve(engine).await,
         Command::Ask { question, dataset, conversation, json } => {
-            ask_once(engine, AskRequest { question, dataset, conversation_id: conversation }, json).await
+            ask_once(engine, AskRequest { question, dataset, conversation_id: conversation, confirm: false, estimate_id: None }, json).await
         }
         Command::Sql { sql, dataset, format } => sql_once(engine, &sql, &dataset, format).await,
-        Command::FetchModel | Command::FetchExtensions => unreachable!("handled before the engine starts"),
+        Command::FetchModel | Command::FetchExtensions | Command::Token { .. } => {
+            unreachable!("handled before the engine starts")
+        }
     }
 }
 
@@ -146,10 +201,20 @@ async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
 model, or set TAG_LLM_BASE_URL (an OpenAI-compatible endpoint ending in /v1), TAG_LLM_MODEL and, if needed, TAG_LLM_API_KEY"
         ),
     }
+    engine.auth.check_listen(listen)?;
     engine.supervise_sources();
+    if let Some(metrics_listen) = engine.config.auth.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_listen)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_listen} (auth.metrics_listen)"))?;
+        tracing::info!(address = %metrics_listen, "metrics listening");
+        let app = api::metrics_app(engine.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, datasets = engine.catalog.len(), "tag-server listening");
+    let auth = if engine.auth.required()? { "tokens required" } else { "open (no tokens)" };
+    tracing::info!(%address, datasets = engine.catalog.len(), auth, "tag-server listening");
     // A line on stdout that scripts and tests can wait for.
     println!("listening on http://{address}");
     axum::serve(listener, api::app(engine)).with_graceful_shutdown(shutdown_signal()).await?;
@@ -170,6 +235,74 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// `tag-server token ...`: works on the state database directly, without a server.
+fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
+    let auth = Auth::new(&config.auth, &config.data_dir)?;
+    let store = auth.store();
+    match action {
+        TokenAction::Create { name, role, datasets, expires_in, requests_per_minute, tokens_per_day, confirm_calls, json } => {
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Analyst => Role::Analyst,
+            };
+            let expires_at = expires_in.as_deref().map(parse_duration).transpose()?.map(|secs| tag_server::auth::now() + secs);
+            let limits = Limits { requests_per_minute, tokens_per_day, confirm_calls };
+            let (info, secret) = store.create(&name, role, datasets, expires_at, limits)?;
+            if json {
+                let mut value = serde_json::to_value(&info)?;
+                value["secret"] = serde_json::Value::String(secret);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                eprintln!("created token {} for {} ({}); its secret, shown only now:", info.id, info.name, info.role.as_str());
+                println!("{secret}");
+            }
+        }
+        TokenAction::List { json } => {
+            let tokens = store.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else {
+                println!("id | name | role | datasets | expires_at | revoked_at | origin");
+                for t in tokens {
+                    let datasets = t.datasets.map(|d| d.join(",")).unwrap_or_else(|| "all".into());
+                    let at = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{} | {} | {} | {} | {} | {} | {}",
+                        t.id,
+                        t.name,
+                        t.role.as_str(),
+                        datasets,
+                        at(t.expires_at),
+                        at(t.revoked_at),
+                        t.origin
+                    );
+                }
+            }
+        }
+        TokenAction::Revoke { id_or_name } => match store.revoke(&id_or_name)? {
+            0 => anyhow::bail!("no active token with id or name {id_or_name:?}"),
+            n => eprintln!("revoked {n} token(s)"),
+        },
+    }
+    Ok(())
+}
+
+/// `90d`, `12h`, `30m`, `45s` or plain seconds.
+fn parse_duration(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().with_context(|| format!("--expires-in {text:?}: give a number with d, h, m or s"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => anyhow::bail!("--expires-in {text:?}: unknown unit {other:?}; use d, h, m or s"),
+    };
+    anyhow::ensure!(secs > 0, "--expires-in must be positive");
+    Ok(secs)
+}
+
 async fn ask_once(engine: Arc<Engine>, request: AskRequest, json: bool) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
@@ -185,7 +318,7 @@ async fn ask_once(engine: Arc<Engine>, request: AskRequest, json: bool) -> anyho
             }
         }
     });
-    let response = ask::ask(&engine, request, Events::to(tx)).await;
+    let response = ask::ask(&engine, &Principal::console(), "cli", request, Events::to(tx)).await;
     let _ = printer.await;
     let response = response?;
     if json {
@@ -203,9 +336,10 @@ async fn ask_once(engine: Arc<Engine>, request: AskRequest, json: bool) -> anyho
 }
 
 async fn sql_once(engine: Arc<Engine>, sql: &str, dataset: &str, format: Format) -> anyhow::Result<()> {
-    let dataset = engine.catalog.get(dataset)?;
-    let options = QueryOptions { max_rows: engine.config.query.max_rows, llm: engine.llm.clone(), progress: None };
-    let (_, table, stats) = engine.executor.run_table(&dataset, sql, options).await?;
+    let request = tag_types::SqlRequest { sql: sql.into(), dataset: dataset.into(), confirm: false, estimate_id: None };
+    let max_rows = engine.config.query.max_rows;
+    let outcome = query::sql(&engine, &Principal::console(), "cli", request, SqlFormat::Table, max_rows).await?;
+    let (SqlResult::Table(table), stats) = (outcome.result, outcome.stats) else { anyhow::bail!("expected a table") };
     match format {
         Format::Json => println!(
             "{}",

@@ -44,7 +44,7 @@ async fn setup() -> Setup {
 impl Setup {
     async fn query(&self, dataset: &str, sql: &str) -> Result<Table, Error> {
         let dataset = self.engine.catalog.get(dataset).unwrap();
-        let options = QueryOptions { max_rows: 10_000, llm: self.engine.llm.clone(), progress: None };
+        let options = QueryOptions { max_rows: 10_000, llm: self.engine.llm.clone(), progress: None, token_budget: None };
         self.engine.executor.run_table(&dataset, sql, options).await.map(|(_, table, _)| table)
     }
 

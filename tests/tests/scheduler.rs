@@ -42,7 +42,7 @@ const REVIEW_FILTER: &str = "SELECT r.review_id FROM reviews r JOIN movies m USI
 
 async fn run(engine: &Engine, sql: &str) -> (Table, ExecutionStats) {
     let dataset = engine.catalog.get("movies").unwrap();
-    let options = QueryOptions { max_rows: 10_000, llm: engine.llm.clone(), progress: None };
+    let options = QueryOptions { max_rows: 10_000, llm: engine.llm.clone(), progress: None, token_budget: None };
     let (_, table, stats) = engine.executor.run_table(&dataset, sql, options).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     (table, stats)
 }
@@ -210,7 +210,7 @@ async fn a_whole_input_beyond_one_chunk_is_deduplicated_and_ordered_at_once() {
             c.query.collect_inputs = collect;
         })
         .await;
-        let options = QueryOptions { max_rows: 10_000, llm: engine.llm.clone(), progress: None };
+        let options = QueryOptions { max_rows: 10_000, llm: engine.llm.clone(), progress: None, token_budget: None };
         let (_, table, stats) = engine.executor.run_table(&engine.catalog.get("items").unwrap(), sql, options).await.unwrap();
         let prompts: Vec<String> = llm.requests_matching("fits").iter().map(|r| r.last_user().to_string()).collect();
         let categories: Vec<String> = prompts.iter().map(|p| p.split("[category]: ").nth(1).unwrap().lines().next().unwrap().to_string()).collect();

@@ -14,6 +14,12 @@ pub struct AskRequest {
     pub dataset: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// Run the query of an earlier answer `confirmation_required`, whose
+    /// `estimate_id` is given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_id: Option<String>,
 }
 
 /// A query for `POST /v1/sql`.
@@ -22,6 +28,38 @@ pub struct AskRequest {
 pub struct SqlRequest {
     pub sql: String,
     pub dataset: String,
+    /// Run it although its estimate is over the confirmation threshold: the
+    /// `estimate_id` of the `confirmation_required` answer says which estimate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_id: Option<String>,
+}
+
+/// What a query's LLM operators are expected to spend, worked out before it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// LLM calls (requests to the model), before the response cache.
+    pub llm_calls: u64,
+    /// Prompt plus completion tokens.
+    pub tokens: u64,
+    pub operators: Vec<OperatorEstimate>,
+    /// False when some operator's input could not be estimated (it is left out).
+    pub complete: bool,
+}
+
+/// One operator call's share of an [`Estimate`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperatorEstimate {
+    pub operator: String,
+    /// Distinct inputs (rows, or groups) that reach it.
+    pub inputs: u64,
+    pub llm_calls: u64,
+    pub tokens: u64,
+    /// How the inputs were found: `count` (a count over the same FROM and the
+    /// operator-free predicates), `planner` (DuckDB's cardinality estimate, when the
+    /// count was too slow or not possible) or `unknown`.
+    pub method: String,
 }
 
 /// A result column: name and SQL type.
@@ -129,6 +167,13 @@ pub struct ExecutionStats {
     #[serde(flatten)]
     pub usage: Usage,
     pub operators: Vec<OperatorStats>,
+    /// The estimate made before the query ran (queries with LLM operators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+    /// LLM tokens the token may still spend today, after this query (when it has a
+    /// daily budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_remaining: Option<u64>,
 }
 
 impl ExecutionStats {
@@ -205,6 +250,10 @@ pub struct AskStats {
     /// What the synthesis prompt showed of the schema.
     #[serde(default)]
     pub schema: SchemaStats,
+    /// LLM tokens the token may still spend today, after this question (when it has
+    /// a daily budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_remaining: Option<u64>,
 }
 
 /// One attempt at writing SQL that failed, and why.
@@ -277,7 +326,14 @@ pub enum Event {
     /// The model is still being prepared (downloaded, verified, loaded).
     Model(Readiness),
     Done(Box<AskResponse>),
-    Error { code: String, message: String },
+    /// The error object's fields besides `code` and `message` (the estimate and
+    /// `estimate_id` of `confirmation_required`) are in `details`.
+    Error {
+        code: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<Value>,
+    },
 }
 
 impl Event {
@@ -437,6 +493,60 @@ pub struct Feedback {
     pub created_at: i64,
 }
 
+/// A signed-in token's view of itself: `GET /v1/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    /// Whether the server requires tokens (when false, everyone is an admin).
+    pub auth_required: bool,
+    pub name: String,
+    /// `admin` or `analyst`.
+    pub role: String,
+    /// The datasets it may use; `None`: all.
+    pub datasets: Option<Vec<String>>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_day: Option<u64>,
+    /// LLM tokens left today.
+    pub budget_remaining: Option<u64>,
+    /// Estimated LLM calls above which a query asks for confirmation.
+    pub confirm_calls: Option<u64>,
+}
+
+/// One ask or sql request, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// The token's name (empty when access control is off) and id.
+    pub principal: String,
+    pub token_id: Option<String>,
+    /// Where it came in: `http`, and later `pgwire`, `mcp`.
+    pub interface: String,
+    /// `ask` or `sql`.
+    pub action: String,
+    pub dataset: String,
+    pub question: Option<String>,
+    /// The SQL that ran (or was refused).
+    pub sql: Option<String>,
+    pub rows: Option<u64>,
+    pub llm_calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub estimated_calls: Option<u64>,
+    pub estimated_tokens: Option<u64>,
+    /// `ok`, or the error code.
+    pub outcome: String,
+    pub message: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// `GET /v1/audit`: newest first; `next_before` pages further back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_before: Option<i64>,
+}
+
 /// Every error: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -483,7 +593,8 @@ mod tests {
             Event::Model(Readiness::Failed("offline".into())),
             Event::Model(Readiness::Ready),
             Event::Done(Box::new(response)),
-            Event::Error { code: "timeout".into(), message: "too slow".into() },
+            Event::Error { code: "timeout".into(), message: "too slow".into(), details: None },
+            Event::Error { code: "confirmation_required".into(), message: "costly".into(), details: Some(json!({"estimate_id": "e"})) },
         ];
         for event in events {
             let text = serde_json::to_string(&event).unwrap();

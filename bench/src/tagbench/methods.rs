@@ -158,8 +158,11 @@ impl Runner {
             question: format!("{}\n{}", query.question, format_instruction(query)),
             dataset: query.db.clone(),
             conversation_id: None,
+            confirm: false,
+            estimate_id: None,
         };
-        let response = ask::ask(&self.engine, request, ask::Events::default()).await?;
+        let console = tag_server::auth::Principal::console();
+        let response = ask::ask(&self.engine, &console, "tagbench", request, ask::Events::default()).await?;
         Ok(Outcome {
             sql: response.sql,
             answer_text: response.answer,
@@ -182,7 +185,7 @@ impl Runner {
             Reply::Unanswerable(reason) => bail!("the model found the question unanswerable: {reason}"),
             Reply::Unreadable => bail!("the model's reply has no SQL: {reply:?}"),
         };
-        let options = QueryOptions { max_rows: self.engine.config.query.max_rows, llm: None, progress: None };
+        let options = QueryOptions { max_rows: self.engine.config.query.max_rows, llm: None, progress: None, token_budget: None };
         let (_, table, _) = self.engine.executor.run_table(&dataset, &sql, options).await?;
         outcome.sql = Some(sql);
         Ok(table)
@@ -216,7 +219,7 @@ impl Runner {
     async fn handwritten(&self, query: &Query) -> Result<Outcome> {
         let sql = self.plans.get(&query.id).ok_or_else(|| anyhow!("no hand-written plan for query {}", query.id))?.clone();
         let dataset = self.dataset(query)?;
-        let options = QueryOptions { max_rows: self.engine.config.query.max_rows, llm: self.engine.llm.clone(), progress: None };
+        let options = QueryOptions { max_rows: self.engine.config.query.max_rows, llm: self.engine.llm.clone(), progress: None, token_budget: None };
         let (_, table, stats) = self.engine.executor.run_table(&dataset, &sql, options).await?;
         Ok(Outcome { sql: Some(sql), answer_text: table_answer(&table), llm_calls: stats.llm_calls, usage: stats.usage })
     }
@@ -268,7 +271,7 @@ impl Runner {
         let mut rows = Vec::new();
         for table in &dataset.info.tables {
             let sql = format!("SELECT * FROM {} LIMIT {}", tag_server::sql::quote_name(&table.name), self.rag.max_rows_per_table);
-            let options = QueryOptions { max_rows: self.rag.max_rows_per_table, llm: None, progress: None };
+            let options = QueryOptions { max_rows: self.rag.max_rows_per_table, llm: None, progress: None, token_budget: None };
             let (_, result, _) = self.engine.executor.run_table(&dataset, &sql, options).await?;
             for row in &result.rows {
                 let cells: Vec<String> = result

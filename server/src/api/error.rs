@@ -31,34 +31,31 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let (status, code) = match &error {
-            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "dataset_unavailable"),
-            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Error::RateLimited { retry_after, message } => {
-                let mut api = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message.clone());
-                api.retry_after = Some(*retry_after);
-                return api;
-            }
-            Error::Confirm { code, message, details } => {
-                let mut api = ApiError::new(StatusCode::CONFLICT, code, message.clone());
-                api.details = Some(details.clone());
-                return api;
-            }
-            Error::RejectedSql(_) => (StatusCode::BAD_REQUEST, "rejected_sql"),
-            Error::Sql { .. } => (StatusCode::BAD_REQUEST, "sql_error"),
-            Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            Error::Cancelled => (StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST), "cancelled"),
-            Error::LlmNotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured"),
-            Error::Llm { .. } => (StatusCode::BAD_GATEWAY, "llm_error"),
+        let code = error.code();
+        let status = match &error {
+            Error::InvalidRequest(_) | Error::RejectedSql(_) | Error::Sql { .. } => StatusCode::BAD_REQUEST,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Unavailable { .. } | Error::LlmNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Confirm { .. } => StatusCode::CONFLICT,
+            Error::TooCostly(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            Error::Llm { .. } => StatusCode::BAD_GATEWAY,
             Error::Config(_) | Error::Dataset { .. } | Error::Internal { .. } => {
                 tracing::error!(error = %error, "internal error");
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log");
+                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, "internal error; see the server log");
             }
         };
-        ApiError::new(status, code, error.to_string())
+        let mut api = ApiError::new(status, code, error.to_string());
+        match error {
+            Error::RateLimited { retry_after, .. } => api.retry_after = Some(retry_after),
+            Error::Confirm { details, .. } => api.details = Some(details),
+            _ => {}
+        }
+        api
     }
 }
 

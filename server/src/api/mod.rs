@@ -1,9 +1,13 @@
 //! The HTTP API (axum): `/v1/ask` (JSON or server-sent events), `/v1/sql` (JSON,
-//! CSV or Arrow IPC), datasets, conversations, feedback, `/healthz` and `/metrics`,
-//! and the chat page's static bundle (`web_dir`) at `/`. Handlers are thin: they
-//! parse, call the engine and shape the response. Request bodies are size-limited
-//! and read by one extractor ([`ApiJson`]) so that every bad input gets the JSON
-//! error. The request and response types are `tag-types`', shared with the page.
+//! CSV or Arrow IPC), datasets, conversations, feedback, the cache, tokens and the
+//! audit trail, `/healthz` and `/metrics`, and the chat page's static bundle
+//! (`web_dir`) at `/`. Handlers are thin: they parse, call the engine with the
+//! request's [`Principal`] and shape the response. One middleware resolves the
+//! principal from the bearer token (and counts the request against the token's
+//! requests per minute) before any `/v1` handler or `/metrics` runs; `/healthz` and
+//! the page are open. Request bodies are size-limited and read by one extractor
+//! ([`ApiJson`]) so that every bad input gets the JSON error. The request and
+//! response types are `tag-types`', shared with the page.
 
 mod error;
 
@@ -11,7 +15,7 @@ use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State},
+    extract::{DefaultBodyLimit, Extension, FromRequest, MatchedPath, Path, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
     response::{
@@ -26,7 +30,7 @@ use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tag_types::{
-    ConversationDetail, DatasetDetail, DatasetSummary, FeedbackRequest, RenameRequest, SqlRequest, SqlResponse,
+    ConversationDetail, DatasetDetail, DatasetSummary, FeedbackRequest, Me, RenameRequest, SqlRequest, SqlResponse,
     TableSummary,
 };
 use tokio::sync::mpsc;
@@ -38,11 +42,14 @@ use error::ErrorCode;
 
 use crate::{
     ask::{self, AskRequest, Event, Events},
+    auth::{Limits, Principal, Refusal, Role},
     catalog::Listing,
     engine::Engine,
     error::Error,
     execution::{values::cell_text, QueryOptions},
+    query::{self, SqlFormat, SqlResult},
     sql,
+    state::audit::AuditFilter,
 };
 
 pub type AppState = Arc<Engine>;
@@ -50,9 +57,12 @@ pub type AppState = Arc<Engine>;
 /// The router, testable without a socket.
 pub fn app(engine: AppState) -> Router {
     let body_limit = engine.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
+    let protected = Router::new()
         .route("/metrics", get(metrics))
+        .route("/v1/me", get(me))
+        .route("/v1/audit", get(audit))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/ask", post(ask_handler))
         .route("/v1/sql", post(sql_handler))
         .route("/v1/datasets", get(list_datasets))
@@ -65,6 +75,10 @@ pub fn app(engine: AppState) -> Router {
             get(get_conversation).patch(rename_conversation).delete(delete_conversation),
         )
         .route("/v1/feedback", get(list_feedback).post(add_feedback))
+        .layer(middleware::from_fn_with_state(engine.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
         .route("/", get(index_page))
         .fallback(static_file)
         .layer(middleware::from_fn_with_state(body_limit, refuse_large_bodies))
@@ -114,6 +128,32 @@ async fn count_requests(State(engine): State<AppState>, request: Request, next: 
         engine.metrics.error(code);
     }
     response
+}
+
+/// Resolves the request's principal from its bearer token (once; handlers take it
+/// as an `Extension`) and counts the request against the token's requests per
+/// minute. An unknown, wrong, revoked or expired token all get the same answer.
+async fn authenticate(State(engine): State<AppState>, mut request: Request, next: Next) -> Response {
+    let header = request.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let principal = match engine.auth.resolve(header) {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            let message = match refusal {
+                Refusal::Missing => {
+                    "this server requires an access token: send it as Authorization: Bearer <token> \
+(an admin creates one with `tag-server token create`)"
+                }
+                Refusal::Malformed => "send the access token as Authorization: Bearer <token>",
+                Refusal::Invalid => "the access token is not valid: unknown, revoked or expired",
+            };
+            return ApiError::from(Error::Unauthorized(message.into())).into_response();
+        }
+    };
+    if let Err(e) = engine.budgets.admit(&principal) {
+        return ApiError::from(e).into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 /// The chat page, or how to build it when the bundle is missing.
@@ -203,40 +243,141 @@ async fn healthz(State(engine): State<AppState>) -> Json<serde_json::Value> {
             "readiness": llm.readiness(),
         })
     });
-    Json(json!({
+    let auth_required = engine.auth.required().unwrap_or(true);
+    let mut health = json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "llm": llm,
-        "datasets": engine.catalog.list().iter().map(|listing| match listing {
-            Listing::Ready(d) => d.info.name.clone(),
-            Listing::Unavailable { name, .. } => name.clone(),
-        }).collect::<Vec<_>>(),
-    }))
+        "auth": { "required": auth_required },
+    });
+    // With access control on, which datasets exist is for tokens to know.
+    if !auth_required {
+        health["datasets"] = json!(engine.catalog.list().iter().map(|listing| listing.name().to_string()).collect::<Vec<_>>());
+    }
+    Json(health)
 }
 
-async fn metrics(State(engine): State<AppState>) -> impl IntoResponse {
+/// The Prometheus metrics; with access control on, for admins (or on
+/// `auth.metrics_listen`, which serves [`metrics_app`]).
+async fn metrics(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Response, ApiError> {
+    principal.require_admin("/metrics")?;
+    Ok(render_metrics(&engine).into_response())
+}
+
+fn render_metrics(engine: &Engine) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], engine.metrics.render())
+}
+
+/// `/metrics` alone, without a token: for `auth.metrics_listen`, an address only
+/// the deployment's Prometheus reaches.
+pub fn metrics_app(engine: AppState) -> Router {
+    Router::new().route("/metrics", get(|State(engine): State<AppState>| async move { render_metrics(&engine) })).with_state(engine)
+}
+
+/// Who the token is, what it may use and what is left of its budget.
+async fn me(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Json<Me> {
+    Json(Me {
+        auth_required: engine.auth.required().unwrap_or(true),
+        name: principal.name.clone(),
+        role: principal.role.as_str().into(),
+        datasets: principal.datasets.as_ref().map(|d| d.iter().cloned().collect()),
+        requests_per_minute: principal.limits.requests_per_minute,
+        tokens_per_day: principal.limits.tokens_per_day,
+        budget_remaining: engine.budgets.remaining(&principal),
+        confirm_calls: principal.limits.confirm_calls,
+    })
+}
+
+/// `GET /v1/audit` (admins): filters `principal`, `dataset`, `action`, `outcome`,
+/// `since`, `until`; paging `before`, `limit`.
+async fn audit(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    filter: Result<Query<AuditFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("the audit trail")?;
+    let Query(filter) = filter.map_err(|e| Error::InvalidRequest(format!("audit filters: {}", e.body_text())))?;
+    Ok(Json(engine.state.audit(filter).await?).into_response())
+}
+
+/// `POST /v1/tokens` (admins).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    datasets: Option<Vec<String>>,
+    /// Seconds from now.
+    #[serde(default)]
+    expires_in_secs: Option<i64>,
+    #[serde(default, flatten)]
+    limits: Limits,
+}
+
+async fn create_token(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(request): ApiJson<CreateToken>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("creating tokens")?;
+    let known = engine.catalog.list();
+    if let Some(unknown) = request.datasets.iter().flatten().find(|d| !known.iter().any(|l| l.name() == d.as_str())) {
+        return Err(Error::InvalidRequest(format!("no dataset named {unknown:?}")).into());
+    }
+    if request.expires_in_secs.is_some_and(|s| s <= 0) {
+        return Err(Error::InvalidRequest("expires_in_secs must be positive".into()).into());
+    }
+    let expires_at = request.expires_in_secs.map(|s| crate::auth::now() + s);
+    let store = engine.auth.store().clone();
+    let (info, secret) =
+        blocking(move || store.create(&request.name, request.role, request.datasets, expires_at, request.limits)).await?;
+    let mut body = serde_json::to_value(info).map_err(|e| Error::internal_from("token json", e))?;
+    body["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn list_tokens(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Response, ApiError> {
+    principal.require_admin("listing tokens")?;
+    let store = engine.auth.store().clone();
+    Ok(Json(blocking(move || store.list()).await?).into_response())
+}
+
+async fn revoke_token(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("revoking tokens")?;
+    let store = engine.auth.store().clone();
+    let target = id.clone();
+    match blocking(move || store.revoke(&target)).await? {
+        0 => Err(Error::not_found("token", id).into()),
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 async fn ask_handler(
     State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<Response, ApiError> {
     if !accepts(&headers, "text/event-stream") {
-        let response = ask::ask(&engine, request, Events::default()).await?;
+        let response = ask::ask(&engine, &principal, "http", request, Events::default()).await?;
         return Ok(Json(response).into_response());
     }
     // Check what can be checked before the stream starts, so those errors keep their status.
-    engine.catalog.get(&request.dataset)?;
+    engine.dataset_for(&principal, &request.dataset)?;
     engine.require_llm()?;
     let (tx, rx) = mpsc::unbounded_channel();
     let task_engine = engine.clone();
     let task = tokio::spawn(async move {
-        if let Err(error) = ask::ask(&task_engine, request, Events::to(tx.clone())).await {
+        if let Err(error) = ask::ask(&task_engine, &principal, "http", request, Events::to(tx.clone())).await {
             let api_error = ApiError::from(error);
             task_engine.metrics.error(api_error.code);
-            let _ = tx.send(Event::Error { code: api_error.code.to_string(), message: api_error.message });
+            let event = Event::Error { code: api_error.code.to_string(), message: api_error.message, details: api_error.details };
+            let _ = tx.send(event);
         }
     });
     Ok(Sse::new(event_stream(rx, AbortOnDrop(task))).keep_alive(KeepAlive::default()).into_response())
@@ -269,23 +410,21 @@ const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 async fn sql_handler(
     State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
-    let dataset = engine.catalog.get(&request.dataset)?;
-    let options = QueryOptions { max_rows: engine.config.query.max_rows, llm: engine.llm.clone(), progress: None };
-    engine.metrics.sql_query();
-    if accepts(&headers, ARROW_STREAM) {
-        let (_, arrow, stats) =
-            engine.executor.run_arrow(&dataset, &request.sql, options).await.map_err(|e| engine.query_failure(&dataset, e))?;
-        engine.metrics.execution(&stats);
-        let mut response = ([(header::CONTENT_TYPE, ARROW_STREAM)], arrow.bytes).into_response();
-        add_count_headers(&mut response, arrow.row_count, arrow.truncated);
-        return Ok(response);
-    }
-    let (checked, table, stats) =
-        engine.executor.run_table(&dataset, &request.sql, options).await.map_err(|e| engine.query_failure(&dataset, e))?;
-    engine.metrics.execution(&stats);
+    let format = if accepts(&headers, ARROW_STREAM) { SqlFormat::Arrow } else { SqlFormat::Table };
+    let max_rows = engine.config.query.max_rows;
+    let outcome = query::sql(&engine, &principal, "http", request, format, max_rows).await?;
+    let table = match outcome.result {
+        SqlResult::Arrow(arrow) => {
+            let mut response = ([(header::CONTENT_TYPE, ARROW_STREAM)], arrow.bytes).into_response();
+            add_count_headers(&mut response, arrow.row_count, arrow.truncated);
+            return Ok(response);
+        }
+        SqlResult::Table(table) => table,
+    };
     if accepts(&headers, "text/csv") {
         let mut writer = csv::Writer::from_writer(Vec::new());
         let csv_error = |e: csv::Error| Error::internal_from(format!("csv: {e}"), e);
@@ -298,7 +437,7 @@ async fn sql_handler(
         add_count_headers(&mut response, table.row_count, table.truncated);
         return Ok(response);
     }
-    Ok(Json(SqlResponse { sql: checked.original, table, stats }).into_response())
+    Ok(Json(SqlResponse { sql: outcome.sql, table, stats: outcome.stats }).into_response())
 }
 
 fn add_count_headers(response: &mut Response, row_count: u64, truncated: bool) {
@@ -307,7 +446,7 @@ fn add_count_headers(response: &mut Response, row_count: u64, truncated: bool) {
     headers.insert("x-truncated", HeaderValue::from_static(if truncated { "true" } else { "false" }));
 }
 
-async fn list_datasets(State(engine): State<AppState>) -> Json<Vec<DatasetSummary>> {
+async fn list_datasets(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Json<Vec<DatasetSummary>> {
     let summary = |listing: Listing| match listing {
         Listing::Ready(d) => DatasetSummary {
             name: d.info.name.clone(),
@@ -333,24 +472,36 @@ async fn list_datasets(State(engine): State<AppState>) -> Json<Vec<DatasetSummar
             reason: Some(reason),
         },
     };
-    Json(engine.catalog.list().into_iter().map(summary).collect())
+    Json(engine.datasets_for(&principal).into_iter().map(summary).collect())
 }
 
 /// Reads the dataset again from where it lives (picks up a database's schema
 /// changes, or attaches a database that is back); answers as `GET` does.
-async fn refresh_dataset(State(engine): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn refresh_dataset(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    if !principal.may_use(&name) {
+        return Err(Error::not_found("dataset", name).into());
+    }
+    principal.require_admin("refreshing a dataset")?;
     let reload = engine.clone();
     let target = name.clone();
     blocking(move || reload.catalog.reload(&target)).await?;
-    get_dataset(State(engine), Path(name)).await
+    get_dataset(State(engine), Extension(principal), Path(name)).await
 }
 
-async fn get_dataset(State(engine): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let dataset = engine.catalog.get(&name)?;
+async fn get_dataset(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let dataset = engine.dataset_for(&principal, &name)?;
     let mut sample_rows = std::collections::BTreeMap::new();
     for table in &dataset.info.tables {
         let sql = format!("SELECT * FROM {} LIMIT 5", sql::quote_name(&table.name));
-        let options = QueryOptions { max_rows: 5, llm: None, progress: None };
+        let options = QueryOptions { max_rows: 5, ..Default::default() };
         let (_, rows, _) = engine.executor.run_table(&dataset, &sql, options).await?;
         sample_rows.insert(table.name.clone(), rows);
     }
@@ -358,8 +509,9 @@ async fn get_dataset(State(engine): State<AppState>, Path(name): Path<String>) -
     Ok(Json(detail).into_response())
 }
 
-/// The persistent response cache: entry count, or cleared.
-async fn cache_info(State(engine): State<AppState>) -> Result<Response, ApiError> {
+/// The persistent response cache (admins): entry count, or cleared.
+async fn cache_info(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Response, ApiError> {
+    principal.require_admin("the response cache")?;
     let entries = match engine.cache.clone() {
         Some(cache) => Some(blocking(move || cache.len()).await?),
         None => None,
@@ -367,7 +519,8 @@ async fn cache_info(State(engine): State<AppState>) -> Result<Response, ApiError
     Ok(Json(json!({ "enabled": entries.is_some(), "entries": entries })).into_response())
 }
 
-async fn clear_cache(State(engine): State<AppState>) -> Result<Response, ApiError> {
+async fn clear_cache(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Response, ApiError> {
+    principal.require_admin("clearing the response cache")?;
     let removed = match engine.cache.clone() {
         Some(cache) => blocking(move || cache.clear()).await?,
         None => 0,
@@ -379,18 +532,23 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> crate::error::Result
     tokio::task::spawn_blocking(work).await.map_err(crate::error::Error::from)?
 }
 
-async fn list_conversations(State(engine): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(engine.state.conversations().await?).into_response())
+async fn list_conversations(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Response, ApiError> {
+    Ok(Json(engine.state.conversations(principal.owner_filter()).await?).into_response())
 }
 
-async fn get_conversation(State(engine): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let conversation = engine.state.conversation(&id).await?;
+async fn get_conversation(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let conversation = engine.state.conversation(&id, principal.owner_filter()).await?;
     let turns = engine.state.turns(&id).await?;
     Ok(Json(ConversationDetail { conversation, turns }).into_response())
 }
 
 async fn rename_conversation(
     State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     ApiJson(request): ApiJson<RenameRequest>,
 ) -> Result<Response, ApiError> {
@@ -398,29 +556,38 @@ async fn rename_conversation(
     if title.is_empty() {
         return Err(Error::InvalidRequest("the title is empty".into()).into());
     }
-    engine.state.rename_conversation(&id, title).await?;
-    Ok(Json(engine.state.conversation(&id).await?).into_response())
+    engine.state.rename_conversation(&id, title, principal.owner_filter()).await?;
+    Ok(Json(engine.state.conversation(&id, principal.owner_filter()).await?).into_response())
 }
 
-async fn delete_conversation(State(engine): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    engine.state.delete_conversation(&id).await?;
+async fn delete_conversation(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    engine.state.delete_conversation(&id, principal.owner_filter()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 const MAX_COMMENT_CHARS: usize = 4000;
 
-/// Thumbs up or down on an answer (a turn), with an optional comment; a second
-/// verdict on the same turn replaces the first.
-async fn add_feedback(State(engine): State<AppState>, ApiJson(request): ApiJson<FeedbackRequest>) -> Result<Response, ApiError> {
+/// Thumbs up or down on an answer (a turn of one's own conversation), with an
+/// optional comment; a second verdict on the same turn replaces the first.
+async fn add_feedback(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(request): ApiJson<FeedbackRequest>,
+) -> Result<Response, ApiError> {
     let comment = request.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
         return Err(Error::InvalidRequest(format!("the comment is longer than {MAX_COMMENT_CHARS} characters")).into());
     }
-    let feedback = engine.state.set_feedback(request.turn_id, request.rating, comment).await?;
+    let feedback = engine.state.set_feedback(request.turn_id, request.rating, comment, principal.owner_filter()).await?;
     engine.metrics.feedback(feedback.rating);
     Ok((StatusCode::CREATED, Json(feedback)).into_response())
 }
 
-async fn list_feedback(State(engine): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(engine.state.feedback(None).await?).into_response())
+/// Feedback on one's own answers; an admin's on everyone's.
+async fn list_feedback(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Response, ApiError> {
+    Ok(Json(engine.state.feedback(None, principal.owner_filter()).await?).into_response())
 }

@@ -22,6 +22,11 @@ fn today() -> i64 {
     now - now.rem_euclid(86_400)
 }
 
+/// Seconds until the daily budgets renew (midnight UTC).
+pub fn seconds_to_midnight() -> u64 {
+    (today() + 86_400 - super::now()).max(1) as u64
+}
+
 #[derive(Default)]
 struct Use {
     minute: VecDeque<Instant>,
@@ -100,10 +105,9 @@ impl Budgets {
         let permit = semaphore.acquire_owned().await.map_err(|_| Error::internal("budget permit closed"))?;
         let spent = self.spent_today(token)?;
         if spent >= limit {
-            let tomorrow = today() + 86_400 - super::now();
             return Err(Error::RateLimited {
                 message: format!("this token's {limit} LLM tokens for today are spent ({spent}); the budget renews at midnight UTC"),
-                retry_after: tomorrow.max(1) as u64,
+                retry_after: seconds_to_midnight(),
             });
         }
         Ok(Spending { budgets: self.clone(), token: Some(token.clone()), _permit: Some(permit) })

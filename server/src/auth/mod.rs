@@ -83,9 +83,23 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The principal of every request when access control is off: may do anything.
-    pub fn open() -> Principal {
-        Principal { name: String::new(), role: Role::Admin, datasets: None, token: None, limits: Limits::default() }
+    /// The principal of every request when access control is off: may do anything
+    /// (the deployment's default limits still apply to its queries).
+    pub fn open(limits: Limits) -> Principal {
+        Principal { name: String::new(), role: Role::Admin, datasets: None, token: None, limits }
+    }
+
+    /// The command line's principal: the operator at the console, with no limits.
+    pub fn console() -> Principal {
+        Principal { name: "console".into(), role: Role::Admin, datasets: None, token: None, limits: Limits::default() }
+    }
+
+    /// Refuses a non-admin: `Forbidden`, naming what needs an admin.
+    pub fn require_admin(&self, what: &str) -> Result<()> {
+        match self.is_admin() {
+            true => Ok(()),
+            false => Err(Error::Forbidden(format!("{what} needs an admin token; this token ({}) is an analyst's", self.name))),
+        }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -120,7 +134,8 @@ pub struct TokenInfo {
     pub origin: String,
 }
 
-pub(crate) fn now() -> i64 {
+/// Seconds since the epoch.
+pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
@@ -147,8 +162,10 @@ pub struct Auth {
 /// Why a request was refused before it reached a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// No `Authorization: Bearer` header.
+    /// No `Authorization` header.
     Missing,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    Malformed,
     /// Unknown, wrong, revoked or expired: said the same way.
     Invalid,
 }
@@ -191,15 +208,16 @@ to serve without access control on purpose"
     /// The principal of a request's `Authorization` header value.
     pub fn resolve(&self, header: Option<&str>) -> std::result::Result<Principal, Refusal> {
         match self.required() {
-            Ok(false) => return Ok(Principal::open()),
+            Ok(false) => return Ok(self.store.open_principal()),
             Ok(true) => {}
             Err(_) => return Err(Refusal::Invalid),
         }
         let Some(header) = header else { return Err(Refusal::Missing) };
-        let Some(token) = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")) else {
-            return Err(Refusal::Missing);
+        let token = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+            _ => return Err(Refusal::Malformed),
         };
-        self.store.authenticate(token.trim()).ok_or(Refusal::Invalid)
+        self.store.authenticate(token).ok_or(Refusal::Invalid)
     }
 }
 
@@ -238,6 +256,8 @@ mod tests {
         };
         assert!(analyst.may_use("movies") && !analyst.may_use("support"));
         assert_eq!(analyst.owner_filter(), Some("ann"));
-        assert!(Principal::open().may_use("anything") && Principal::open().owner_filter().is_none());
+        let open = Principal::open(Limits::default());
+        assert!(open.may_use("anything") && open.owner_filter().is_none());
+        assert!(analyst.require_admin("the cache").is_err() && open.require_admin("the cache").is_ok());
     }
 }

@@ -154,6 +154,15 @@ pub enum Listing {
     Unavailable { name: String, source: &'static str, reason: String },
 }
 
+impl Listing {
+    pub fn name(&self) -> &str {
+        match self {
+            Listing::Ready(dataset) => &dataset.info.name,
+            Listing::Unavailable { name, .. } => name,
+        }
+    }
+}
+
 /// All datasets the server knows, by name.
 pub struct Catalog {
     entries: RwLock<BTreeMap<String, Entry>>,

@@ -51,6 +51,11 @@ pub(super) struct QueryContext {
     /// The first LLM failure, reported instead of DuckDB's wrapped message.
     failure: Mutex<Option<Error>>,
     in_flight: Mutex<InFlight>,
+    /// LLM calls started and tokens spent so far, against `query.max_llm_calls`
+    /// and the token budget.
+    calls: std::sync::atomic::AtomicU64,
+    tokens: std::sync::atomic::AtomicU64,
+    token_budget: Option<u64>,
 }
 
 impl QueryContext {
@@ -60,8 +65,12 @@ impl QueryContext {
         handle: tokio::runtime::Handle,
         config: Arc<Config>,
         cache: Option<Arc<ResponseCache>>,
+        token_budget: Option<u64>,
     ) -> Self {
         QueryContext {
+            calls: Default::default(),
+            tokens: Default::default(),
+            token_budget,
             id,
             llm,
             handle,
@@ -149,7 +158,7 @@ impl QueryContext {
         if let Ok(mut failure) = self.failure.lock() {
             if failure.is_none() {
                 *failure = Some(match error {
-                    Error::Llm { .. } | Error::Cancelled => error.clone(),
+                    Error::Llm { .. } | Error::Cancelled | Error::TooCostly(_) | Error::RateLimited { .. } => error.clone(),
                     other => Error::Llm { message: other.to_string(), source: Some(Arc::new(other.clone())) },
                 });
             }
@@ -234,6 +243,10 @@ impl QueryContext {
                 Err(e) => tracing::warn!(error = %e, "response cache lookup failed"),
             }
         }
+        if let Err(e) = self.admit_call() {
+            self.remember_failure(&e);
+            return Err(e);
+        }
         let started = Instant::now();
         self.call_started();
         let result = llm.complete(request).await;
@@ -241,6 +254,7 @@ impl QueryContext {
         let elapsed = started.elapsed();
         match result {
             Ok(completion) => {
+                self.tokens.fetch_add(completion.usage.prompt_tokens + completion.usage.completion_tokens, Ordering::SeqCst);
                 self.record(op, |s| {
                     s.llm_calls += 1;
                     s.usage.add(completion.usage);
@@ -262,6 +276,31 @@ impl QueryContext {
                 Err(e)
             }
         }
+    }
+}
+
+impl QueryContext {
+    /// Counts one more LLM call, or refuses it: over `query.max_llm_calls` (the cap
+    /// that protects the LLM server from one runaway query), or with the token
+    /// budget spent (calls in flight may overrun it by their own tokens).
+    fn admit_call(&self) -> Result<()> {
+        let max = self.config.query.max_llm_calls;
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= max {
+            return Err(Error::TooCostly(format!(
+                "the query made {max} LLM calls, the most one query may make (query.max_llm_calls); \
+narrow it with cheap SQL predicates first"
+            )));
+        }
+        if let Some(budget) = self.token_budget {
+            let spent = self.tokens.load(Ordering::SeqCst);
+            if spent >= budget {
+                return Err(Error::RateLimited {
+                    message: format!("the query spent the {budget} LLM tokens left of this token's daily budget"),
+                    retry_after: crate::auth::budget::seconds_to_midnight(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ use duckdb::{arrow::datatypes::DataType, types::Value, Connection, Statement};
 use tokio::sync::oneshot;
 
 use context::{QueryContext, QueryRegistry};
-pub use tag_types::{Column, ExecutionStats, OperatorStats, Progress, Table};
+pub use tag_types::{Column, Estimate, ExecutionStats, OperatorEstimate, OperatorStats, Progress, Table};
 
 use crate::{
     catalog::{ConnectionSetup, Dataset},
@@ -34,16 +34,20 @@ use crate::{
     error::{Error, Result},
     llm::{cache::ResponseCache, SharedLlm},
     operators::call,
-    sql::{self, collect::InputQuery, CheckedSql},
+    sql::{self, collect::InputQuery, estimate, CheckedSql},
 };
 
 /// Where a running query's progress goes, about four times a second.
 pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
+#[derive(Default)]
 pub struct QueryOptions {
     pub max_rows: usize,
     pub llm: Option<SharedLlm>,
     pub progress: Option<ProgressSink>,
+    /// LLM tokens the query may spend (what is left of a daily budget); its
+    /// operators stop with `rate_limited` once they reach it.
+    pub token_budget: Option<u64>,
 }
 
 /// An Arrow IPC stream of at most `max_rows` rows, with the full row count.
@@ -164,6 +168,57 @@ impl Executor {
         }
     }
 
+    /// Runs a prepared query; up to `max_rows` rows as an Arrow IPC stream.
+    pub async fn execute_arrow(&self, prepared: PreparedQuery, options: QueryOptions) -> Result<(ArrowResult, ExecutionStats)> {
+        let max_rows = options.max_rows;
+        match self.execute(prepared, options, Output::Arrow { max_rows }).await? {
+            (Collected::Arrow(arrow), stats) => Ok((arrow, stats)),
+            (Collected::Table(_), _) => Err(Error::internal("asked for Arrow, collected a table")),
+        }
+    }
+
+    /// What a checked query's LLM operators will spend, before it runs: the counts
+    /// of `sql::estimate` on one of the dataset's connections, within
+    /// [`ESTIMATE_TIME`] in all (a count still running then is interrupted and
+    /// DuckDB's planner estimate used instead).
+    pub async fn estimate(&self, dataset: &Arc<Dataset>, checked: &CheckedSql) -> Result<Estimate> {
+        if checked.operators.is_empty() {
+            return Ok(Estimate { complete: true, ..Default::default() });
+        }
+        let query = &self.config.query;
+        let settings = estimate::Settings { rank_window: query.rank_window, reduce_chunk_chars: query.answer_table_chars };
+        let reaches = estimate::reaches(&checked.tree, settings);
+        let (max_tokens, window) = (self.config.llm.operator_max_tokens, query.rank_window);
+        let task_dataset = dataset.clone();
+        let (handle_tx, handle_rx) = oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || -> Result<Vec<OperatorEstimate>> {
+            let conn = task_dataset.checkout()?;
+            let _ = handle_tx.send(conn.interrupt_handle());
+            let deadline = Instant::now() + ESTIMATE_TIME;
+            let estimates = reaches.iter().map(|reach| estimate_one(&conn, reach, deadline, max_tokens, window)).collect();
+            task_dataset.checkin(conn);
+            Ok(estimates)
+        });
+        let watchdog = match handle_rx.await {
+            Ok(handle) => Some(tokio::spawn(async move {
+                tokio::time::sleep(ESTIMATE_TIME).await;
+                handle.interrupt();
+            })),
+            Err(_) => None,
+        };
+        let operators = task.await?;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        let operators = operators.map_err(|e| dataset.redact(e))?;
+        Ok(Estimate {
+            llm_calls: operators.iter().map(|o| o.llm_calls).sum(),
+            tokens: operators.iter().map(|o| o.tokens).sum(),
+            complete: !operators.is_empty() && operators.iter().all(|o| o.method != "unknown"),
+            operators,
+        })
+    }
+
     /// Runs a prepared query; up to `max_rows` rows as JSON with the full count.
     pub async fn execute_table(&self, prepared: PreparedQuery, options: QueryOptions) -> Result<(Table, ExecutionStats)> {
         let max_rows = options.max_rows;
@@ -189,6 +244,7 @@ impl Executor {
             tokio::runtime::Handle::current(),
             self.config.clone(),
             self.cache.clone(),
+            options.token_budget,
         ));
         let registered = self.registry.enter(context.clone());
         let mut interrupt = InterruptOnDrop { handle: interrupt, dataset: dataset.clone(), started, armed: true };
@@ -232,6 +288,66 @@ impl Executor {
 
 fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// The time all of one query's estimate counts may take.
+pub const ESTIMATE_TIME: Duration = Duration::from_secs(3);
+
+/// Characters of one input the planner's estimate assumes (it knows rows, not text).
+const PLANNER_INPUT_CHARS: u64 = 120;
+
+/// One operator call's estimate: its count, else the planner's row estimate, else
+/// unknown (left out of the totals).
+fn estimate_one(conn: &Connection, reach: &estimate::Reach, deadline: Instant, max_tokens: u32, window: usize) -> OperatorEstimate {
+    let op = reach.operator;
+    let counted = match &reach.count_sql {
+        None => Some((1, 1, reach.template.len() as u64, "count")),
+        Some(_) if reach.calls_operators || Instant::now() >= deadline => None,
+        Some(sql) => conn
+            .query_row(sql, [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+            .map(|(inputs, calls, chars)| (inputs.max(0) as u64, calls.max(0) as u64, chars.max(0) as u64, "count"))
+            .map_err(|e| tracing::debug!(error = %e, "estimate count failed; asking the planner"))
+            .ok(),
+    };
+    let found = counted.or_else(|| {
+        let rows = planner_rows(conn, reach.rows_sql.as_deref()?)?;
+        let chars = rows * (PLANNER_INPUT_CHARS + reach.template.len() as u64);
+        Some((rows, rows, chars, "planner"))
+    });
+    let Some((mut inputs, mut calls, mut chars, method)) = found else {
+        return OperatorEstimate { operator: op.name().into(), method: "unknown".into(), ..Default::default() };
+    };
+    if let Some(limit) = reach.limit.filter(|limit| inputs > *limit) {
+        chars = chars * limit / inputs.max(1);
+        (inputs, calls) = (limit, calls.min(limit));
+    }
+    OperatorEstimate {
+        operator: op.name().into(),
+        inputs,
+        llm_calls: calls,
+        tokens: estimate::tokens(op, calls, chars, max_tokens, window),
+        method: method.into(),
+    }
+}
+
+/// DuckDB's estimated cardinality of `sql`'s result (`EXPLAIN`, which plans the
+/// query without running it, so operators in it are not called).
+fn planner_rows(conn: &Connection, sql: &str) -> Option<u64> {
+    let plan: String = conn.query_row(&format!("EXPLAIN (FORMAT JSON) {sql}"), [], |row| row.get(1)).ok()?;
+    let plan: serde_json::Value = serde_json::from_str(&plan).ok()?;
+    fn first(node: &serde_json::Value) -> Option<u64> {
+        match node {
+            serde_json::Value::Object(map) => {
+                if let Some(n) = map.get("extra_info").and_then(|e| e.get("Estimated Cardinality")) {
+                    return n.as_str().and_then(|s| s.trim_start_matches('~').parse().ok()).or_else(|| n.as_u64());
+                }
+                map.get("children").and_then(first)
+            }
+            serde_json::Value::Array(items) => items.iter().find_map(first),
+            _ => None,
+        }
+    }
+    first(&plan)
 }
 
 /// The query's blocking thread: takes a connection, prepares the statement, says

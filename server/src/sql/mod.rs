@@ -7,6 +7,7 @@
 
 mod anchors;
 pub mod collect;
+pub mod estimate;
 mod guard;
 mod rewrite;
 mod safety;
@@ -51,6 +52,9 @@ pub struct CheckedSql {
     /// The query listing its one row-wise operator's distinct inputs, when the
     /// shape allows it (see [`collect`]).
     pub input_query: Option<collect::InputQuery>,
+    /// The checked, rewritten tree before the guard's wrapping, from which the cost
+    /// estimate derives its counts ([`estimate::reaches`]).
+    pub tree: Statement,
 }
 
 /// Parses, checks and rewrites `sql`. `query_id` is passed to every LLM operator
@@ -84,10 +88,11 @@ pub fn check(sql: &str, query_id: &str) -> Result<CheckedSql> {
     // The inputs are listed from the query as written; the guard below only makes
     // DuckDB respect the same cheap-first order.
     let input_query = if operators.is_empty() { None } else { collect::input_query(&statement) };
+    let tree = statement.clone();
     if !operators.is_empty() {
         guard::guard_where_operators(&mut statement)?;
     }
-    Ok(CheckedSql { original, executable: statement.to_string(), operators, input_query })
+    Ok(CheckedSql { original, executable: statement.to_string(), operators, input_query, tree })
 }
 
 /// The first keyword of a statement, for error messages.

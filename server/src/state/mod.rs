@@ -1,6 +1,14 @@
-//! Server state that must survive a restart: conversations and their turns, and
-//! feedback on answers. A SQLite file under the data directory; every call runs on
-//! a blocking thread so async code never waits on disk.
+//! Server state that must survive a restart: conversations and their turns,
+//! feedback on answers, and the audit trail ([`audit`]). A SQLite file under the
+//! data directory; every call runs on a blocking thread so async code never waits
+//! on disk.
+//!
+//! Ownership is a column: a conversation belongs to the principal (the token's
+//! name) that started it, and every read or change takes the caller's owner
+//! filter (`None` for an admin, who sees all). Someone else's conversation or
+//! turn is "not found", never "forbidden", so its existence does not leak.
+
+pub mod audit;
 
 use std::{
     path::Path,
@@ -12,7 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
-pub use tag_types::{Conversation, Feedback, Rating, Turn};
+pub use tag_types::{AuditEntry, AuditPage, Conversation, Feedback, Rating, Turn};
 
 #[derive(Clone)]
 pub struct StateStore {
@@ -25,7 +33,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     dataset TEXT NOT NULL,
     title TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS turns (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,6 +67,15 @@ impl StateStore {
         let conn = Connection::open(data_dir.join("state.sqlite3"))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
         conn.execute_batch(SCHEMA)?;
+        // State files from before ownership: their conversations belong to nobody
+        // (only an admin sees them once tokens are required).
+        let has_owner: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('conversations') WHERE name = 'owner'")?
+            .exists([])?;
+        if !has_owner {
+            conn.execute_batch("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT ''")?;
+        }
+        conn.execute_batch(audit::SCHEMA)?;
         Ok(StateStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -75,7 +93,8 @@ impl StateStore {
         .map_err(Error::from)?
     }
 
-    pub async fn create_conversation(&self, dataset: &str, title: &str) -> Result<Conversation> {
+    /// A new conversation of `owner` (the principal's name).
+    pub async fn create_conversation(&self, dataset: &str, title: &str, owner: &str) -> Result<Conversation> {
         let conversation = Conversation {
             id: uuid::Uuid::new_v4().to_string(),
             dataset: dataset.to_string(),
@@ -83,11 +102,11 @@ impl StateStore {
             created_at: now(),
             updated_at: now(),
         };
-        let row = conversation.clone();
+        let (row, owner) = (conversation.clone(), owner.to_string());
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO conversations (id, dataset, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![row.id, row.dataset, row.title, row.created_at, row.updated_at],
+                "INSERT INTO conversations (id, dataset, title, created_at, updated_at, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![row.id, row.dataset, row.title, row.created_at, row.updated_at, owner],
             )?;
             Ok(())
         })
@@ -95,12 +114,13 @@ impl StateStore {
         Ok(conversation)
     }
 
-    pub async fn conversation(&self, id: &str) -> Result<Conversation> {
-        let id = id.to_string();
+    /// A conversation `owner` may see (`None`: anyone's).
+    pub async fn conversation(&self, id: &str, owner: Option<&str>) -> Result<Conversation> {
+        let (id, owner) = (id.to_string(), owner.map(str::to_string));
         self.with(move |conn| {
             conn.query_row(
-                "SELECT id, dataset, title, created_at, updated_at FROM conversations WHERE id = ?1",
-                params![id],
+                "SELECT id, dataset, title, created_at, updated_at FROM conversations WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)",
+                params![id, owner],
                 conversation_from_row,
             )
             .optional()?
@@ -109,12 +129,14 @@ impl StateStore {
         .await
     }
 
-    pub async fn conversations(&self) -> Result<Vec<Conversation>> {
-        self.with(|conn| {
+    pub async fn conversations(&self, owner: Option<&str>) -> Result<Vec<Conversation>> {
+        let owner = owner.map(str::to_string);
+        self.with(move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT id, dataset, title, created_at, updated_at FROM conversations ORDER BY updated_at DESC, created_at DESC",
+                "SELECT id, dataset, title, created_at, updated_at FROM conversations WHERE ?1 IS NULL OR owner = ?1 \
+                 ORDER BY updated_at DESC, created_at DESC",
             )?;
-            let rows = stmt.query_map([], conversation_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = stmt.query_map(params![owner], conversation_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
         .await
@@ -167,38 +189,44 @@ impl StateStore {
         .await
     }
 
-    pub async fn rename_conversation(&self, id: &str, title: &str) -> Result<()> {
-        let (id, title) = (id.to_string(), title.to_string());
-        self.with(move |conn| {
-            let changed = conn.execute("UPDATE conversations SET title = ?2 WHERE id = ?1", params![id, title])?;
-            if changed == 0 {
-                return Err(Error::not_found("conversation", id));
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn delete_conversation(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.with(move |conn| {
-            let changed = conn.execute("DELETE FROM conversations WHERE id = ?1", params![id])?;
-            if changed == 0 {
-                return Err(Error::not_found("conversation", id));
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Records (or replaces) the feedback on a turn.
-    pub async fn set_feedback(&self, turn_id: i64, rating: Rating, comment: Option<&str>) -> Result<Feedback> {
-        let (rating, comment) = (rating.as_str(), comment.map(str::to_string));
+    pub async fn rename_conversation(&self, id: &str, title: &str, owner: Option<&str>) -> Result<()> {
+        let (id, title, owner) = (id.to_string(), title.to_string(), owner.map(str::to_string));
         self.with(move |conn| {
             let changed = conn.execute(
-                "INSERT INTO feedback (turn_id, rating, comment, created_at) SELECT id, ?2, ?3, ?4 FROM turns WHERE id = ?1
+                "UPDATE conversations SET title = ?2 WHERE id = ?1 AND (?3 IS NULL OR owner = ?3)",
+                params![id, title, owner],
+            )?;
+            if changed == 0 {
+                return Err(Error::not_found("conversation", id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_conversation(&self, id: &str, owner: Option<&str>) -> Result<()> {
+        let (id, owner) = (id.to_string(), owner.map(str::to_string));
+        self.with(move |conn| {
+            let changed =
+                conn.execute("DELETE FROM conversations WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)", params![id, owner])?;
+            if changed == 0 {
+                return Err(Error::not_found("conversation", id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records (or replaces) the feedback on a turn of a conversation `owner` may see.
+    pub async fn set_feedback(&self, turn_id: i64, rating: Rating, comment: Option<&str>, owner: Option<&str>) -> Result<Feedback> {
+        let (rating, comment, who) = (rating.as_str(), comment.map(str::to_string), owner.map(str::to_string));
+        self.with(move |conn| {
+            let changed = conn.execute(
+                "INSERT INTO feedback (turn_id, rating, comment, created_at)
+                 SELECT t.id, ?2, ?3, ?4 FROM turns t JOIN conversations c ON c.id = t.conversation_id
+                 WHERE t.id = ?1 AND (?5 IS NULL OR c.owner = ?5)
                  ON CONFLICT (turn_id) DO UPDATE SET rating = excluded.rating, comment = excluded.comment, created_at = excluded.created_at",
-                params![turn_id, rating, comment, now()],
+                params![turn_id, rating, comment, now(), who],
             )?;
             if changed == 0 {
                 return Err(Error::not_found("turn", turn_id.to_string()));
@@ -206,19 +234,21 @@ impl StateStore {
             Ok(())
         })
         .await?;
-        Ok(self.feedback(Some(turn_id)).await?.remove(0))
+        self.feedback(Some(turn_id), owner).await?.pop().ok_or_else(|| Error::internal("the feedback just written is missing"))
     }
 
-    /// Feedback on one turn, or on all turns (newest first).
-    pub async fn feedback(&self, turn_id: Option<i64>) -> Result<Vec<Feedback>> {
+    /// Feedback on one turn, or on all turns (newest first), of the conversations
+    /// `owner` may see.
+    pub async fn feedback(&self, turn_id: Option<i64>, owner: Option<&str>) -> Result<Vec<Feedback>> {
+        let owner = owner.map(str::to_string);
         self.with(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT f.turn_id, t.conversation_id, t.question, f.rating, f.comment, f.created_at
-                 FROM feedback f JOIN turns t ON t.id = f.turn_id
-                 WHERE ?1 IS NULL OR f.turn_id = ?1 ORDER BY f.created_at DESC, f.turn_id DESC",
+                 FROM feedback f JOIN turns t ON t.id = f.turn_id JOIN conversations c ON c.id = t.conversation_id
+                 WHERE (?1 IS NULL OR f.turn_id = ?1) AND (?2 IS NULL OR c.owner = ?2) ORDER BY f.created_at DESC, f.turn_id DESC",
             )?;
             let rows = stmt
-                .query_map(params![turn_id], |row| {
+                .query_map(params![turn_id, owner], |row| {
                     Ok(Feedback {
                         turn_id: row.get(0)?,
                         conversation_id: row.get(1)?,
@@ -250,11 +280,28 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn only_the_owner_or_an_admin_sees_and_changes_a_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let ann = store.create_conversation("movies", "ann's", "ann").await.unwrap();
+        let turn = store.add_turn(&ann.id, "q", None, "a", None).await.unwrap();
+        let bob = Some("bob");
+        assert!(matches!(store.conversation(&ann.id, bob).await, Err(Error::NotFound { .. })));
+        assert!(store.conversations(bob).await.unwrap().is_empty());
+        assert!(matches!(store.rename_conversation(&ann.id, "mine", bob).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.delete_conversation(&ann.id, bob).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.set_feedback(turn, Rating::Down, None, bob).await, Err(Error::NotFound { .. })));
+        assert_eq!(store.conversation(&ann.id, None).await.unwrap().title, "ann's", "unchanged, and an admin sees it");
+        assert!(store.feedback(None, None).await.unwrap().is_empty());
+        assert_eq!(store.conversations(Some("ann")).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn conversations_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let id = {
             let store = StateStore::open(dir.path()).unwrap();
-            let conversation = store.create_conversation("movies", "first").await.unwrap();
+            let conversation = store.create_conversation("movies", "first", "ann").await.unwrap();
             store.add_turn(&conversation.id, "q1", Some("SELECT 1"), "a1", Some(1)).await.unwrap();
             conversation.id
         };
@@ -262,18 +309,18 @@ mod tests {
         let turns = store.turns(&id).await.unwrap();
         assert_eq!(turns.len(), 1);
         assert_eq!(turns[0].question, "q1");
-        let feedback = store.set_feedback(turns[0].id, Rating::Down, Some("wrong year")).await.unwrap();
+        let feedback = store.set_feedback(turns[0].id, Rating::Down, Some("wrong year"), Some("ann")).await.unwrap();
         assert_eq!((feedback.rating.as_str(), feedback.question.as_str()), ("down", "q1"));
-        store.set_feedback(turns[0].id, Rating::Up, None).await.unwrap();
-        let all = store.feedback(None).await.unwrap();
+        store.set_feedback(turns[0].id, Rating::Up, None, None).await.unwrap();
+        let all = store.feedback(None, None).await.unwrap();
         assert_eq!(all.len(), 1, "a second verdict replaces the first");
         assert_eq!((all[0].rating.as_str(), all[0].comment.as_deref()), ("up", None));
-        assert!(matches!(store.set_feedback(turns[0].id + 1, Rating::Up, None).await, Err(Error::NotFound { .. })));
-        store.rename_conversation(&id, "renamed").await.unwrap();
-        assert_eq!(store.conversation(&id).await.unwrap().title, "renamed");
-        store.delete_conversation(&id).await.unwrap();
-        assert!(matches!(store.conversation(&id).await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.set_feedback(turns[0].id + 1, Rating::Up, None, None).await, Err(Error::NotFound { .. })));
+        store.rename_conversation(&id, "renamed", Some("ann")).await.unwrap();
+        assert_eq!(store.conversation(&id, None).await.unwrap().title, "renamed");
+        store.delete_conversation(&id, None).await.unwrap();
+        assert!(matches!(store.conversation(&id, None).await, Err(Error::NotFound { .. })));
         assert!(store.turns(&id).await.unwrap().is_empty());
-        assert!(store.feedback(None).await.unwrap().is_empty(), "feedback goes with its conversation");
+        assert!(store.feedback(None, None).await.unwrap().is_empty(), "feedback goes with its conversation");
     }
 }
