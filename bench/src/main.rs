@@ -69,6 +69,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The cost estimate made before a query runs against what it then spends, over
+    /// the demo datasets and the LLM-SQL benchmark tables (cost-model server).
+    Estimate {
+        /// The folder with movies_small.csv and beer.csv.
+        #[arg(long, default_value = "../shared/data/llm_sql")]
+        data: PathBuf,
+        /// Rows of beer.csv to use.
+        #[arg(long, default_value_t = 2000)]
+        beer_rows: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Prefix hit rate of a CSV table in its original order and in the engine's
     /// GGR order (the ADRS LLM-SQL benchmark's metric), and the solver's time.
     Reorder {
@@ -240,6 +252,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 tag_bench::warehouse::print(&report);
+            }
+        }
+        Command::Estimate { data, beer_rows, json } => {
+            let report = tag_bench::estimate::run(&data, beer_rows).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
             }
         }
         Command::Reorder { csv, merge, json, out, max_depth, min_hit_count, min_rows, no_fixed_order } => {

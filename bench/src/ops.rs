@@ -193,7 +193,7 @@ fn with_server(mut run: Run, server: Option<&CostServer>) -> Run {
 
 /// Copies the first `limit` rows (0 = all) with column names usable in templates
 /// (`review/taste` becomes `review_taste`).
-fn copy_csv(from: &Path, to: &Path, limit: usize) -> anyhow::Result<()> {
+pub(crate) fn copy_csv(from: &Path, to: &Path, limit: usize) -> anyhow::Result<()> {
     let mut reader = csv::Reader::from_path(from).with_context(|| format!("cannot read {}", from.display()))?;
     let mut writer = csv::Writer::from_path(to)?;
     let header: Vec<String> = reader.headers()?.iter().map(|h| h.replace('/', "_")).collect();

@@ -89,17 +89,20 @@ impl Question {
                 return Err(Error::InvalidRequest("\"confirm\": true needs the \"estimate_id\" of the estimate being confirmed".into()))
             }
             (true, Some(id)) => {
-                let pending = engine.pending.take(&id, &principal.name).ok_or_else(|| {
+                let gone = || {
                     Error::InvalidRequest(format!(
                         "no question waits for a confirmation with estimate_id {id:?} (they wait {} minutes, and run once)",
                         query::PENDING_FOR.as_secs() / 60
                     ))
-                })?;
+                };
+                let pending = engine.pending.get(&id, &principal.name).ok_or_else(gone)?;
                 if pending.question != text || pending.dataset != request.dataset || pending.conversation_id != request.conversation_id {
                     return Err(Error::InvalidRequest(format!(
                         "estimate_id {id:?} is for another question; send the same question, dataset and conversation"
                     )));
                 }
+                // Run once: a second confirming request that raced this one finds it gone.
+                engine.pending.remove(&id).ok_or_else(gone)?;
                 Some((pending.sql, id))
             }
         };

@@ -264,15 +264,15 @@ impl PendingAsks {
         pending.insert(estimate_id, ask);
     }
 
-    /// The waiting question of `owner` with this estimate id, taken out.
-    pub fn take(&self, estimate_id: &str, owner: &str) -> Option<PendingAsk> {
-        let mut pending = self.0.lock().ok()?;
-        let theirs = pending.get(estimate_id).is_some_and(|p| p.owner == owner && p.created.elapsed() < PENDING_FOR);
-        if theirs {
-            pending.remove(estimate_id)
-        } else {
-            None
-        }
+    /// The waiting question of `owner` with this estimate id (still waiting).
+    pub fn get(&self, estimate_id: &str, owner: &str) -> Option<PendingAsk> {
+        let pending = self.0.lock().ok()?;
+        pending.get(estimate_id).filter(|p| p.owner == owner && p.created.elapsed() < PENDING_FOR).cloned()
+    }
+
+    /// Takes the question out; `None` when another request took it first.
+    pub fn remove(&self, estimate_id: &str) -> Option<PendingAsk> {
+        self.0.lock().ok()?.remove(estimate_id)
     }
 }
 
@@ -293,8 +293,9 @@ mod tests {
     fn a_pending_question_is_taken_once_and_only_by_its_owner() {
         let pending = PendingAsks::default();
         pending.put("e1".into(), "ann", "movies", "q", None, "SELECT 1".into());
-        assert!(pending.take("e1", "bob").is_none());
-        assert_eq!(pending.take("e1", "ann").map(|p| p.sql), Some("SELECT 1".into()));
-        assert!(pending.take("e1", "ann").is_none());
+        assert!(pending.get("e1", "bob").is_none());
+        assert_eq!(pending.get("e1", "ann").map(|p| p.sql), Some("SELECT 1".into()));
+        assert!(pending.remove("e1").is_some());
+        assert!(pending.get("e1", "ann").is_none() && pending.remove("e1").is_none());
     }
 }

@@ -145,21 +145,16 @@ impl TokenStore {
         Principal::open(Limits { confirm_calls: self.defaults.confirm_calls, ..Limits::default() })
     }
 
-    /// Whether any token can be used (not revoked, not expired).
+    /// Whether any token exists: given by the deployment, or ever created here
+    /// (revoked and expired ones count, so revoking the last token does not open
+    /// the server).
     pub fn any(&self) -> Result<bool> {
-        let now = now();
-        if self.given.iter().any(|(info, _)| info.expires_at.is_none_or(|t| t > now)) {
+        if !self.given.is_empty() {
             return Ok(true);
         }
         let conn = self.conn.lock().map_err(poisoned)?;
-        let found: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?1) LIMIT 1",
-                params![now],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(found.is_some())
+        let exists = conn.prepare("SELECT 1 FROM tokens LIMIT 1")?.exists([])?;
+        Ok(exists)
     }
 
     /// A new token; the secret is returned here and never again.
@@ -328,6 +323,7 @@ mod tests {
         assert!(reopened.authenticate(&secret).is_some(), "tokens survive a restart");
         assert_eq!(s.revoke(&info.id).unwrap(), 1);
         assert!(reopened.authenticate(&secret).is_none(), "a revocation takes effect at once, across stores");
+        assert!(reopened.any().unwrap(), "revoking the last token does not open the server");
         let (_, expired) = s.create("old", Role::Admin, None, Some(now() - 1), Limits::default()).unwrap();
         assert!(s.authenticate(&expired).is_none());
         assert!(s.list().unwrap().iter().all(|t| t.origin == "database"));
