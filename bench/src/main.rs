@@ -81,6 +81,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Requests per second on /v1/sql with and without a bearer token, side by side.
+    Auth {
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Prefix hit rate of a CSV table in its original order and in the engine's
     /// GGR order (the ADRS LLM-SQL benchmark's metric), and the solver's time.
     Reorder {
@@ -252,6 +264,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 tag_bench::warehouse::print(&report);
+            }
+        }
+        Command::Auth { concurrency, rounds, seconds, json } => {
+            let report = tag_bench::auth::run(concurrency, rounds, seconds).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
             }
         }
         Command::Estimate { data, beer_rows, json } => {

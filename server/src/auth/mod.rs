@@ -157,6 +157,9 @@ pub(crate) fn new_secret() -> (String, String) {
 pub struct Auth {
     mode: AuthMode,
     store: Arc<TokenStore>,
+    /// Once tokens are required they stay required (a token, even revoked, never
+    /// goes away), so the store is asked only until then.
+    seen_tokens: std::sync::atomic::AtomicBool,
 }
 
 /// Why a request was refused before it reached a handler.
@@ -175,7 +178,7 @@ impl Auth {
     /// those the deployment gives.
     pub fn new(config: &AuthConfig, data_dir: &Path) -> Result<Auth> {
         let store = Arc::new(TokenStore::open(data_dir, config)?);
-        Ok(Auth { mode: config.mode, store })
+        Ok(Auth { mode: config.mode, store, seen_tokens: Default::default() })
     }
 
     pub fn store(&self) -> &Arc<TokenStore> {
@@ -187,7 +190,15 @@ impl Auth {
         Ok(match self.mode {
             AuthMode::None => false,
             AuthMode::Tokens => true,
-            AuthMode::Auto => self.store.any()?,
+            AuthMode::Auto => {
+                use std::sync::atomic::Ordering;
+                if self.seen_tokens.load(Ordering::Relaxed) {
+                    return Ok(true);
+                }
+                let any = self.store.any()?;
+                self.seen_tokens.store(any, Ordering::Relaxed);
+                any
+            }
         })
     }
 
