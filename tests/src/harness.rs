@@ -38,6 +38,30 @@ pub fn datasets_dir() -> PathBuf {
     crate_dir().join("../datasets")
 }
 
+/// Runs `tag-server token ARGS` on `data_dir`'s state database: (success, stdout,
+/// stderr).
+pub fn token_command(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(server_binary())
+        .arg("token")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TAG_DATA_DIR", data_dir)
+        .output()
+        .expect("run tag-server token");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+}
+
+/// Creates a token with `tag-server token create --json ARGS`; its JSON, with the
+/// `secret`.
+pub fn create_token(data_dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["create", "--json"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = token_command(data_dir, &all);
+    assert!(ok, "token create {args:?}: {err}");
+    serde_json::from_str(&out).expect("token create --json prints JSON")
+}
+
 pub struct ServerProcess {
     pub base_url: String,
     child: Child,

@@ -12,7 +12,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use serde_json::{json, Value};
 use tag_tests::{
-    harness::{server_binary, ServerProcess},
+    harness::{create_token, server_binary, token_command, ServerProcess},
     scripted_llm::ScriptedLlm,
 };
 
@@ -39,26 +39,12 @@ fn script(llm: &ScriptedLlm) {
     llm.default_reply("A tagline.");
 }
 
-/// `tag-server token ...` on `data`'s state database; stdout.
 fn cli(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(server_binary())
-        .arg("token")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TAG_DATA_DIR", data)
-        .output()
-        .expect("run tag-server token");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+    token_command(data, args)
 }
 
-/// A new token's JSON (with its `secret`).
 fn create(data: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["create", "--json"];
-    all.extend_from_slice(args);
-    let (ok, out, err) = cli(data, &all);
-    assert!(ok, "token create {args:?}: {err}");
-    serde_json::from_str(&out).unwrap()
+    create_token(data, args)
 }
 
 struct Reply {

@@ -5,8 +5,10 @@
 //! re-runs the SQL, gives feedback that the server stores, opens the schema panel,
 //! recovers from an LLM failure with Retry, stops a slow question, recalls the last
 //! question with the Up key, folds the panel at phone width, and reopens, renames
-//! and deletes the saved conversation. A screenshot of
-//! the answered page is saved under the test output folder.
+//! and deletes the saved conversation. A second test, with tokens required, signs
+//! in (after a wrong token), confirms or cancels a costly query's estimate, signs
+//! out, and opens an admin's audit view. Screenshots of the answered page, the
+//! confirmation and the audit view are saved under the test output folder.
 //!
 //! Needs `chromium`, `chromedriver` and the built bundle (`.ci/web`); without them
 //! the test is skipped, unless `TAG_REQUIRE_BROWSER` is set (as `.ci/run` does).
@@ -15,7 +17,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde_json::Value;
 use tag_tests::{
-    harness::{crate_dir, ServerProcess},
+    harness::{crate_dir, create_token, ServerProcess},
     scripted_llm::{Fault, ScriptedLlm},
     webdriver::{which, Browser, ChromeDriver, ENTER},
 };
@@ -27,6 +29,8 @@ const NOLAN_ANSWER: &str = "**The Dark Knight** grossed the most, about $1006 mi
 const COUNT_QUESTION: &str = "How many films are there?";
 const SLOW_QUESTION: &str = "Slow question about films";
 const ARROW_UP: &str = "\u{E013}";
+const COSTLY_QUESTION: &str = "How many reviews are enthusiastic?";
+const COSTLY_SQL: &str = "SELECT count(*) AS enthusiastic FROM reviews WHERE llm_filter('{review_text} is enthusiastic')";
 
 /// Where the page's bundle is: `TAG_WEB_DIR`, else `dist` in the checkout.
 fn web_dir() -> PathBuf {
@@ -52,16 +56,22 @@ fn script(llm: &ScriptedLlm) {
     llm.on(&format!("^{SLOW_QUESTION}$"), "```sql\nSELECT 1 AS one\n```");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_page_answers_in_a_real_browser() {
-    let (chromium, driver_binary, web) = match requirements() {
-        Ok(found) => found,
+/// What the browser tests need; `None` (skip) when it is missing, unless
+/// `TAG_REQUIRE_BROWSER` makes that a failure.
+fn required() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    match requirements() {
+        Ok(found) => Some(found),
         Err(why) if std::env::var_os("TAG_REQUIRE_BROWSER").is_some() => panic!("browser test cannot run: {why}"),
         Err(why) => {
             eprintln!("skipping the browser test: {why}");
-            return;
+            None
         }
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_page_answers_in_a_real_browser() {
+    let Some((chromium, driver_binary, web)) = required() else { return };
     let llm = ScriptedLlm::start().await;
     script(&llm);
     let data = tempfile::tempdir().unwrap();
@@ -228,5 +238,97 @@ async fn drive(browser: &Browser, server: &ServerProcess, llm: &ScriptedLlm) -> 
     let listed: Value = http.get(server.url("/v1/conversations")).send().await?.json().await?;
     assert_eq!(listed, serde_json::json!([]));
     assert!(browser.find_all(".conversations li").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_signs_in_confirms_costly_queries_and_shows_the_audit() {
+    let Some((chromium, driver_binary, web)) = required() else { return };
+    let llm = ScriptedLlm::start().await;
+    llm.on(&format!("^{}$", regex::escape(COSTLY_QUESTION)), format!("```sql\n{COSTLY_SQL}\n```"));
+    llm.on(r"^Question: How many reviews", "Many of them are [row 1].");
+    llm.on(r"(?s)Statement:", "yes");
+    let data = tempfile::tempdir().unwrap();
+    let ann = create_token(data.path(), &["--name", "ann", "--confirm-calls", "100"]);
+    let admin = create_token(data.path(), &["--name", "root", "--role", "admin"]);
+    let env = vec![
+        ("TAG_LLM_BASE_URL", llm.base_url()),
+        ("TAG_LLM_MODEL", "scripted-model".to_string()),
+        ("TAG_WEB_DIR", web.display().to_string()),
+        ("TAG_CACHE_ENABLED", "false".to_string()),
+    ];
+    let server = ServerProcess::start(data.path(), &env, &[]);
+    let driver = ChromeDriver::start(&driver_binary).await.unwrap();
+    let browser = Browser::start(&driver, &chromium, 1280, 1000).await.unwrap();
+    let secrets = (ann["secret"].as_str().unwrap().to_string(), admin["secret"].as_str().unwrap().to_string());
+    let result = drive_access(&browser, &server, &llm, &secrets).await;
+    if result.is_err() {
+        let _ = browser.screenshot(&output_dir().join("access-failure.png")).await;
+    }
+    let _ = browser.quit().await;
+    result.unwrap();
+}
+
+async fn sign_in(browser: &Browser, secret: &str) -> anyhow::Result<()> {
+    let field = browser.wait_for("#token", WAIT).await?;
+    browser.clear(&field).await?;
+    browser.send_keys(&field, &format!("{secret}{ENTER}")).await?;
+    Ok(())
+}
+
+async fn drive_access(browser: &Browser, server: &ServerProcess, llm: &ScriptedLlm, (ann, admin): &(String, String)) -> anyhow::Result<()> {
+    browser.goto(&server.url("/")).await?;
+    // The server requires a token: the page asks for one, and says when it is wrong.
+    sign_in(browser, "tag_000000000000_not-a-token").await?;
+    browser.wait_for_text(".sign-in .error-text", WAIT, |t| t.contains("not valid")).await?;
+    sign_in(browser, ann).await?;
+    browser.wait_for_text(".topbar .who", WAIT, |t| t == "Signed in as ann (analyst)").await?;
+    browser.wait_for_text(".welcome h2", WAIT, |t| t == "Ask about movies").await?;
+    assert!(browser.find_all(".screen-toggle").await?.is_empty(), "an analyst has no audit view");
+
+    // A costly question shows its estimate; Cancel leaves it unrun.
+    llm.clear_requests();
+    let question = browser.wait_for("#question", WAIT).await?;
+    browser.send_keys(&question, &format!("{COSTLY_QUESTION}{ENTER}")).await?;
+    let estimate = browser.wait_for_text(".turn .confirm-box .estimate", WAIT, |t| t.contains("LLM calls")).await?;
+    assert!(estimate.starts_with("About ") && estimate.contains(" tokens — run?"), "{estimate}");
+    let sql = browser.wait_for_text(".turn .sql-panel pre.sql", WAIT, |t| !t.is_empty()).await?;
+    assert_eq!(sql, COSTLY_SQL, "the SQL to confirm is shown");
+    browser.screenshot(&output_dir().join("confirm.png")).await?;
+    let cancel = browser.wait_for(".turn .confirm-box .confirm-cancel", WAIT).await?;
+    browser.click(&cancel).await?;
+    browser.wait_for_text(".turn .error-box", WAIT, |t| t.contains("Not run")).await?;
+    assert_eq!(llm.requests().len(), 1, "only the SQL was written; no operator call was made");
+
+    // Asked again, Run runs it.
+    browser.send_keys(&question, &format!("{COSTLY_QUESTION}{ENTER}")).await?;
+    let run = browser.wait_for(".turn:nth-of-type(2) .confirm-box .confirm-run", WAIT).await?;
+    browser.click(&run).await?;
+    browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| t == "Many of them are [row 1].").await?;
+    assert!(browser.find_all(".turn:nth-of-type(2) .confirm-box").await?.is_empty());
+    let stats = browser.wait_for(".turn:nth-of-type(2) .stats summary", WAIT).await?;
+    browser.click(&stats).await?;
+    browser.wait_for_text(".turn:nth-of-type(2) .stats dl", WAIT, |t| t.contains("worked out before the query ran")).await?;
+
+    // Sign out: the token is forgotten, and the sign-in form is back.
+    let out = browser.wait_for(".topbar .sign-out", WAIT).await?;
+    browser.click(&out).await?;
+    browser.wait_for("#token", WAIT).await?;
+    let kept = browser.execute("return sessionStorage.getItem('tag-token')", vec![]).await?;
+    assert_eq!(kept, Value::Null, "no token left in the session");
+    browser.goto(&server.url("/")).await?;
+    browser.wait_for("#token", WAIT).await?;
+
+    // An admin sees the audit trail, ann's requests in it.
+    sign_in(browser, admin).await?;
+    browser.wait_for_text(".topbar .who", WAIT, |t| t == "Signed in as root (admin)").await?;
+    let toggle = browser.wait_for(".screen-toggle", WAIT).await?;
+    browser.click(&toggle).await?;
+    let table = browser.wait_for_text(".audit-table tbody", WAIT, |t| t.contains("confirmation_required")).await?;
+    assert!(table.contains("ann") && table.contains(COSTLY_QUESTION) && table.contains("ok"), "{table}");
+    let filter = browser.wait_for("#audit-outcome", WAIT).await?;
+    browser.send_keys(&filter, &format!("ok{ENTER}")).await?;
+    browser.wait_for_text(".audit-table tbody", WAIT, |t| !t.contains("confirmation_required")).await?;
+    browser.screenshot(&output_dir().join("audit.png")).await?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! One turn of the thread: the question, the live stage, the answer (Markdown,
 //! rendered safely), and its evidence: the SQL (highlighted, copy, edit and run),
 //! the result table (sortable, paginated, CSV), a chart drawn from the data, the
-//! statistics, and thumbs up/down feedback.
+//! statistics, and thumbs up/down feedback. A query over the server's confirmation
+//! threshold shows its estimate with Run and Cancel instead.
 
 use leptos::{prelude::*, task::spawn_local};
 use serde_json::{json, Value};
@@ -9,7 +10,7 @@ use tag_types::{AskStats, SqlResponse};
 use wasm_bindgen::JsCast;
 
 use crate::{
-    api::{self, ApiError, TableData},
+    api::{self, ApiError, Confirmation, TableData},
     app::{Ctx, Turn},
     render::{self, ChartKind, ChartSpec},
 };
@@ -31,6 +32,9 @@ pub fn TurnView(turn: Turn) -> impl IntoView {
                         <button on:click=move |_| ctx.retry(turn) disabled=move || ctx.running.get()>"Retry"</button>
                     </div>
                 })}
+                {move || turn.confirm.get().map(|confirmation| {
+                    confirm_box(confirmation, move || ctx.confirm(turn), move || ctx.cancel(turn))
+                })}
                 <div class="answer markdown" inner_html=move || render::markdown(&turn.answer.get())></div>
                 {move || turn.sql.get().is_some().then(|| view! { <SqlPanel turn/> })}
                 {move || turn.table.get().map(|table| view! { <ResultView table/> })}
@@ -45,6 +49,26 @@ pub fn TurnView(turn: Turn) -> impl IntoView {
     }
 }
 
+/// "About N LLM calls, about M tokens — run?" with Run and Cancel.
+fn confirm_box(confirmation: Confirmation, run: impl Fn() + Copy + 'static, cancel: impl Fn() + Copy + 'static) -> impl IntoView {
+    let heading = if confirmation.changed { "The estimate changed" } else { "This query calls the LLM many times" };
+    view! {
+        <div class="confirm-box" role="alertdialog" aria-label="Confirm the query's cost">
+            <strong>{heading}</strong>
+            <p class="estimate">{format!("{} — run?", capitalized(&confirmation.text()))}</p>
+            <div class="actions">
+                <button class="primary confirm-run" on:click=move |_| run()>"Run"</button>
+                <button class="confirm-cancel" on:click=move |_| cancel()>"Cancel"</button>
+            </div>
+        </div>
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn error_title(error: &ApiError) -> &'static str {
     match error.code.as_str() {
         // The server's codes (api/error.rs), and the page's own for Stop and network failures.
@@ -53,6 +77,9 @@ fn error_title(error: &ApiError) -> &'static str {
         "llm_error" | "llm_not_configured" | "unreachable" => "The LLM or the server could not be reached",
         "timeout" => "Timed out",
         "not_found" => "Not found",
+        "rate_limited" => "Over the budget",
+        "too_costly" => "Too costly to run",
+        "forbidden" => "Not allowed",
         _ => "Something went wrong",
     }
 }
@@ -76,23 +103,31 @@ fn SqlPanel(turn: Turn) -> impl IntoView {
         draft.set(sql());
         editing.set(true);
     };
-    let run = move |_| {
+    let confirm = RwSignal::new(None::<Confirmation>);
+    let run_sql = move |estimate_id: Option<String>| {
         let text = if editing.get_untracked() { draft.get_untracked() } else { sql() };
         running.set(true);
         run_error.set(None);
+        confirm.set(None);
         spawn_local(async move {
-            let body = json!({"sql": text, "dataset": turn.dataset.get_value()});
+            let mut body = json!({"sql": text, "dataset": turn.dataset.get_value()});
+            if let Some(id) = estimate_id {
+                body["confirm"] = json!(true);
+                body["estimate_id"] = json!(id);
+            }
             match api::call::<SqlResponse>("POST", "/v1/sql", Some(body)).await {
                 Ok(result) => {
                     turn.table.set(Some(result.table));
                     turn.sql.set(Some(text));
                     editing.set(false);
                 }
+                Err(error) if error.confirmation().is_some() => confirm.set(error.confirmation()),
                 Err(error) => run_error.set(Some(error)),
             }
             running.set(false);
         });
     };
+    let run = move |_| run_sql(None);
     view! {
         <details class="sql-panel" open>
             <summary>"SQL"</summary>
@@ -114,7 +149,12 @@ fn SqlPanel(turn: Turn) -> impl IntoView {
                 <button class="primary" on:click=run disabled=move || running.get()>{move || if running.get() { "Running…" } else { "Run" }}</button>
             </div>
             {move || run_error.get().map(|error| view! {
-                <div class="error-box" role="alert"><strong>"The SQL failed"</strong><p>{error.message}</p></div>
+                <div class="error-box" role="alert"><strong>{error_title(&error)}</strong><p>{error.message}</p></div>
+            })}
+            {move || confirm.get().map(|confirmation| {
+                let id = confirmation.estimate_id.clone();
+                let id = StoredValue::new(id);
+                confirm_box(confirmation, move || run_sql(Some(id.get_value())), move || confirm.set(None))
             })}
         </details>
     }
@@ -285,7 +325,7 @@ fn format_number(value: f64) -> String {
 #[component]
 fn StatsView(stats: AskStats) -> impl IntoView {
     let execution = &stats.execution;
-    let rows = vec![
+    let mut rows = vec![
         ("Time", format!(
             "SQL {} ms · query {} ms · answer {} ms · total {} ms",
             stats.synthesis_ms, stats.execution_ms, stats.generation_ms, stats.total_ms
@@ -300,6 +340,12 @@ fn StatsView(stats: AskStats) -> impl IntoView {
             execution.operator_rows, execution.distinct_prompts, execution.cache_hits, execution.memo_hits
         )),
     ];
+    if let Some(estimate) = &execution.estimate {
+        rows.push(("Estimate", format!("{} LLM calls · {} tokens, worked out before the query ran", estimate.llm_calls, estimate.tokens)));
+    }
+    if let Some(left) = stats.budget_remaining {
+        rows.push(("Budget", format!("{} LLM tokens left today", api::thousands(left))));
+    }
     view! {
         <details class="stats">
             <summary>{format!("Statistics · {} ms · {} LLM calls", stats.total_ms, stats.llm.calls)}</summary>

@@ -1,19 +1,31 @@
 //! The page: a dataset side panel (tables, columns, samples, examples, saved
 //! conversations), the chat thread, and the composer. Asking streams `/v1/ask`
 //! events into the turn being answered; Stop aborts the request, which stops the
-//! work on the server.
+//! work on the server. A query over the confirmation threshold waits in its turn
+//! for Run or Cancel. When the server requires tokens, the page asks for one
+//! first, shows who is signed in, and signs out; an admin also has the audit view.
 
 use std::cell::RefCell;
 
 use leptos::{ev, prelude::*, task::spawn_local};
 use serde_json::{json, Value};
-use tag_types::{AskStats, Event, Preparing, Progress, Readiness, Stage};
+use tag_types::{AskStats, Event, Me, Preparing, Progress, Readiness, Stage};
 use web_sys::AbortController;
 
 use crate::{
     answer::TurnView,
-    api::{self, ApiError, Conversation, ConversationDetail, DatasetDetail, DatasetSummary, TableData},
+    api::{self, ApiError, Confirmation, Conversation, ConversationDetail, DatasetDetail, DatasetSummary, TableData},
+    audit::AuditView,
 };
+
+/// What the page shows: the sign-in form, the chat, or (admins) the audit trail.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Loading,
+    SignIn,
+    Chat,
+    Audit,
+}
 
 /// Everything the components share; all fields are signals, so it is `Copy`.
 #[derive(Clone, Copy)]
@@ -30,6 +42,10 @@ pub struct Ctx {
     pub page_error: RwSignal<Option<String>>,
     pub panel_open: RwSignal<bool>,
     pub model: RwSignal<String>,
+    pub screen: RwSignal<Screen>,
+    /// Who the token is (or, with access control off, the open principal).
+    pub me: RwSignal<Option<Me>>,
+    pub sign_in_error: RwSignal<Option<String>>,
     next_key: RwSignal<u64>,
 }
 
@@ -50,6 +66,8 @@ pub struct Turn {
     pub error: RwSignal<Option<ApiError>>,
     pub turn_id: RwSignal<Option<i64>>,
     pub feedback: RwSignal<Option<String>>,
+    /// The estimate the server wants confirmed before it runs the query.
+    pub confirm: RwSignal<Option<Confirmation>>,
 }
 
 impl Turn {
@@ -67,6 +85,7 @@ impl Turn {
             error: RwSignal::new(None),
             turn_id: RwSignal::new(None),
             feedback: RwSignal::new(None),
+            confirm: RwSignal::new(None),
         }
     }
 
@@ -77,6 +96,7 @@ impl Turn {
         self.stats.set(None);
         self.error.set(None);
         self.turn_id.set(None);
+        self.confirm.set(None);
     }
 }
 
@@ -92,11 +112,92 @@ impl Ctx {
         key
     }
 
+    /// Finds out whether a token is needed and whose it is, then loads the page's
+    /// data, or shows the sign-in form.
+    pub fn start(self) {
+        spawn_local(async move {
+            if let Ok(health) = api::call::<Value>("GET", "/healthz", None).await {
+                let model = &health["llm"]["model"];
+                self.model.set(model.as_str().map(|m| format!("model: {m}")).unwrap_or_else(|| "no LLM configured".into()));
+            }
+            match api::call::<Me>("GET", "/v1/me", None).await {
+                Ok(me) => {
+                    self.me.set(Some(me));
+                    self.screen.set(Screen::Chat);
+                    self.load();
+                }
+                Err(e) if e.code == "unauthorized" => {
+                    if api::token().is_some() {
+                        self.sign_in_error.set(Some(e.message));
+                    }
+                    api::set_token(None);
+                    self.screen.set(Screen::SignIn);
+                }
+                Err(e) => {
+                    self.screen.set(Screen::Chat);
+                    self.page_error.set(Some(format!("could not reach the server: {}", e.message)));
+                }
+            }
+        });
+    }
+
+    fn load(self) {
+        spawn_local(async move {
+            match api::call::<Vec<DatasetSummary>>("GET", "/v1/datasets", None).await {
+                Ok(datasets) => {
+                    if let Some(first) = datasets.iter().find(|d| d.available) {
+                        self.dataset.set(first.name.clone());
+                        self.load_detail(first.name.clone());
+                    }
+                    self.datasets.set(datasets);
+                }
+                Err(e) => self.failed("could not list the datasets", e),
+            }
+        });
+        self.refresh_conversations();
+    }
+
+    pub fn sign_in(self, token: String) {
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            return;
+        }
+        api::set_token(Some(&token));
+        self.sign_in_error.set(None);
+        self.start();
+    }
+
+    /// Forgets the token and everything loaded with it.
+    pub fn sign_out(self) {
+        self.stop();
+        api::set_token(None);
+        self.me.set(None);
+        self.datasets.set(Vec::new());
+        self.dataset.set(String::new());
+        self.detail.set(None);
+        self.conversations.set(Vec::new());
+        self.conversation.set(None);
+        self.turns.set(Vec::new());
+        self.page_error.set(None);
+        self.sign_in_error.set(None);
+        self.screen.set(Screen::SignIn);
+    }
+
+    /// Shows an error; a token that stopped working (revoked, expired) signs out.
+    pub fn failed(self, what: &str, error: ApiError) {
+        if error.code == "unauthorized" {
+            self.sign_out();
+            self.sign_in_error.set(Some(format!("{what}: {}", error.message)));
+        } else {
+            self.page_error.set(Some(format!("{what}: {}", error.message)));
+        }
+    }
+
     pub fn refresh_conversations(self) {
         spawn_local(async move {
             match api::call::<Vec<Conversation>>("GET", "/v1/conversations", None).await {
                 Ok(list) => self.conversations.set(list),
-                Err(e) => self.page_error.set(Some(format!("could not list conversations: {}", e.message))),
+                Err(e) => self.failed("could not list conversations", e),
             }
         });
     }
@@ -107,7 +208,7 @@ impl Ctx {
             match api::call::<DatasetDetail>("GET", &format!("/v1/datasets/{}", api::encode(&name)), None).await {
                 Ok(detail) if self.dataset.get_untracked() == detail.info.name => self.detail.set(Some(detail)),
                 Ok(_) => {}
-                Err(e) => self.page_error.set(Some(format!("could not load dataset {name}: {}", e.message))),
+                Err(e) => self.failed(&format!("could not load dataset {name}"), e),
             }
         });
     }
@@ -144,7 +245,7 @@ impl Ctx {
         self.turns.update(|turns| turns.push(turn));
         self.last_question.set(question);
         self.draft.set(String::new());
-        self.run_turn(turn);
+        self.run_turn(turn, None);
     }
 
     pub fn retry(self, turn: Turn) {
@@ -152,12 +253,28 @@ impl Ctx {
             return;
         }
         turn.reset();
-        self.run_turn(turn);
+        self.run_turn(turn, None);
     }
 
-    fn run_turn(self, turn: Turn) {
+    /// Runs the turn's query at the cost its estimate said.
+    pub fn confirm(self, turn: Turn) {
+        let Some(confirmation) = turn.confirm.get_untracked() else { return };
+        if self.running.get_untracked() {
+            return;
+        }
+        turn.reset();
+        self.run_turn(turn, Some(confirmation.estimate_id));
+    }
+
+    /// Leaves the turn's costly query unrun.
+    pub fn cancel(self, turn: Turn) {
+        turn.confirm.set(None);
+        turn.error.set(Some(ApiError::new("cancelled", "Not run: the query's cost was not confirmed.")));
+    }
+
+    fn run_turn(self, turn: Turn, estimate_id: Option<String>) {
         let Ok(controller) = AbortController::new() else {
-            turn.error.set(Some(ApiError { code: "internal".into(), message: "this browser cannot cancel requests".into() }));
+            turn.error.set(Some(ApiError::new("internal", "this browser cannot cancel requests")));
             return;
         };
         let signal = controller.signal();
@@ -168,6 +285,10 @@ impl Ctx {
         if let Some(id) = self.conversation.get_untracked() {
             body["conversation_id"] = json!(id);
         }
+        if let Some(id) = estimate_id {
+            body["confirm"] = json!(true);
+            body["estimate_id"] = json!(id);
+        }
         spawn_local(async move {
             let mut finished = false;
             let result = api::ask_stream(body, signal, |event| finished |= self.apply_event(turn, event)).await;
@@ -176,13 +297,14 @@ impl Ctx {
             turn.stage.set(None);
             match result {
                 Err(error) if error.is_abort() => {
-                    turn.error.set(Some(ApiError { code: "stopped".into(), message: "Stopped before the answer was complete.".into() }))
+                    turn.error.set(Some(ApiError::new("stopped", "Stopped before the answer was complete.")))
                 }
+                Err(error) if error.confirmation().is_some() => turn.confirm.set(error.confirmation()),
+                Err(error) if error.code == "unauthorized" => self.failed("the question was not sent", error),
                 Err(error) => turn.error.set(Some(error)),
-                Ok(()) if !finished => turn.error.set(Some(ApiError {
-                    code: "unreachable".into(),
-                    message: "the connection closed before the answer was complete".into(),
-                })),
+                Ok(()) if !finished => {
+                    turn.error.set(Some(ApiError::new("unreachable", "the connection closed before the answer was complete")))
+                }
                 Ok(()) => {}
             }
         });
@@ -226,8 +348,11 @@ impl Ctx {
                 }
                 return true;
             }
-            Event::Error { code, message } => {
-                turn.error.set(Some(ApiError { code, message }));
+            Event::Error { code, message, details } => {
+                match details.as_ref().and_then(|details| api::confirmation(&code, details)) {
+                    Some(confirmation) => turn.confirm.set(Some(confirmation)),
+                    None => turn.error.set(Some(ApiError { code, message, details })),
+                }
                 return true;
             }
         }
@@ -240,7 +365,7 @@ impl Ctx {
             let detail = match api::call::<ConversationDetail>("GET", &format!("/v1/conversations/{}", api::encode(&id)), None).await {
                 Ok(detail) => detail,
                 Err(e) => {
-                    self.page_error.set(Some(format!("could not open the conversation: {}", e.message)));
+                    self.failed("could not open the conversation", e);
                     return;
                 }
             };
@@ -277,7 +402,7 @@ impl Ctx {
             let path = format!("/v1/conversations/{}", api::encode(&conversation.id));
             match api::call::<Value>("PATCH", &path, Some(json!({"title": title.trim()}))).await {
                 Ok(_) => self.refresh_conversations(),
-                Err(e) => self.page_error.set(Some(format!("could not rename: {}", e.message))),
+                Err(e) => self.failed("could not rename", e),
             }
         });
     }
@@ -296,7 +421,7 @@ impl Ctx {
                     }
                     self.refresh_conversations();
                 }
-                Err(e) => self.page_error.set(Some(format!("could not delete: {}", e.message))),
+                Err(e) => self.failed("could not delete", e),
             }
         });
     }
@@ -342,26 +467,15 @@ pub fn App() -> impl IntoView {
         page_error: RwSignal::new(None),
         panel_open: RwSignal::new(false),
         model: RwSignal::new(String::new()),
+        screen: RwSignal::new(Screen::Loading),
+        me: RwSignal::new(None),
+        sign_in_error: RwSignal::new(None),
         next_key: RwSignal::new(0),
     };
     provide_context(ctx);
-    spawn_local(async move {
-        match api::call::<Vec<DatasetSummary>>("GET", "/v1/datasets", None).await {
-            Ok(datasets) => {
-                if let Some(first) = datasets.iter().find(|d| d.available) {
-                    ctx.dataset.set(first.name.clone());
-                    ctx.load_detail(first.name.clone());
-                }
-                ctx.datasets.set(datasets);
-            }
-            Err(e) => ctx.page_error.set(Some(format!("could not reach the server: {}", e.message))),
-        }
-        if let Ok(health) = api::call::<Value>("GET", "/healthz", None).await {
-            let model = &health["llm"]["model"];
-            ctx.model.set(model.as_str().map(|m| format!("model: {m}")).unwrap_or_else(|| "no LLM configured".into()));
-        }
-    });
-    ctx.refresh_conversations();
+    ctx.start();
+    let signed_in = move || ctx.me.get().filter(|me| me.auth_required);
+    let is_admin = move || ctx.me.get().is_some_and(|me| me.role == "admin");
 
     view! {
         <header class="topbar">
@@ -369,27 +483,66 @@ pub fn App() -> impl IntoView {
                 on:click=move |_| ctx.panel_open.update(|open| *open = !*open)>"☰"</button>
             <h1>"TAG"<span class="subtitle">" · ask your tables"</span></h1>
             <span class="model">{move || ctx.model.get()}</span>
+            {move || is_admin().then(|| {
+                let audit = move || ctx.screen.get() == Screen::Audit;
+                view! {
+                    <button class="link screen-toggle" on:click=move |_| ctx.screen.set(if audit() { Screen::Chat } else { Screen::Audit })>
+                        {move || if audit() { "Chat" } else { "Audit" }}
+                    </button>
+                }
+            })}
+            {move || signed_in().map(|me| view! {
+                <span class="who">"Signed in as "<strong>{me.name.clone()}</strong>{format!(" ({})", me.role)}</span>
+                <button class="link sign-out" on:click=move |_| ctx.sign_out()>"Sign out"</button>
+            })}
         </header>
-        <div class="layout">
-            <Sidebar/>
-            <main class="chat">
-                {move || ctx.page_error.get().map(|message| view! {
-                    <div class="banner error" role="alert">
-                        <span>{message}</span>
-                        <button class="link" on:click=move |_| ctx.page_error.set(None)>"Dismiss"</button>
-                    </div>
-                })}
-                <section class="thread" aria-live="polite">
-                    <Show when=move || ctx.turns.with(Vec::is_empty)>
-                        <Welcome/>
-                    </Show>
-                    <For each=move || ctx.turns.get() key=|turn| turn.key let:turn>
-                        <TurnView turn/>
-                    </For>
-                </section>
-                <Composer/>
-            </main>
-        </div>
+        {move || match ctx.screen.get() {
+            Screen::Loading => view! { <p class="muted loading">"Loading…"</p> }.into_any(),
+            Screen::SignIn => view! { <SignIn/> }.into_any(),
+            Screen::Audit => view! { <div class="layout single"><AuditView/></div> }.into_any(),
+            Screen::Chat => view! {
+                <div class="layout">
+                    <Sidebar/>
+                    <main class="chat">
+                        {move || ctx.page_error.get().map(|message| view! {
+                            <div class="banner error" role="alert">
+                                <span>{message}</span>
+                                <button class="link" on:click=move |_| ctx.page_error.set(None)>"Dismiss"</button>
+                            </div>
+                        })}
+                        <section class="thread" aria-live="polite">
+                            <Show when=move || ctx.turns.with(Vec::is_empty)>
+                                <Welcome/>
+                            </Show>
+                            <For each=move || ctx.turns.get() key=|turn| turn.key let:turn>
+                                <TurnView turn/>
+                            </For>
+                        </section>
+                        <Composer/>
+                    </main>
+                </div>
+            }.into_any(),
+        }}
+    }
+}
+
+/// The access-token form, when the server requires tokens.
+#[component]
+fn SignIn() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let token = RwSignal::new(String::new());
+    view! {
+        <main class="sign-in">
+            <form class="sign-in-form" on:submit=move |event: ev::SubmitEvent| { event.prevent_default(); ctx.sign_in(token.get_untracked()); }>
+                <h2>"Sign in"</h2>
+                <p class="muted">"This server needs an access token. An admin creates one with "<code>"tag-server token create"</code>"."</p>
+                <label class="field-label" for="token">"Access token"</label>
+                <input id="token" type="password" autocomplete="off" prop:value=move || token.get()
+                    on:input=move |event| token.set(event_target_value(&event))/>
+                {move || ctx.sign_in_error.get().map(|message| view! { <p class="error-text" role="alert">{message}</p> })}
+                <button type="submit" class="primary" disabled=move || token.with(|t| t.trim().is_empty())>"Sign in"</button>
+            </form>
+        </main>
     }
 }
 

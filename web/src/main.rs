@@ -5,6 +5,7 @@
 mod answer;
 mod api;
 mod app;
+mod audit;
 mod render;
 
 fn main() {

@@ -231,7 +231,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::Column;
+    use tag_types::Column;
 
     fn table(columns: &[(&str, &str)], rows: Vec<Vec<Value>>) -> TableData {
         TableData {
