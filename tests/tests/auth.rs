@@ -487,3 +487,19 @@ async fn the_audit_trail_records_who_asked_what_and_how_it_ended() {
     let bad = call(&client, "GET", &server.url("/v1/audit?colour=red"), Some(&bearer(&admin)), None).await;
     assert_eq!(bad.status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_address_need_no_token() {
+    let data = tempfile::tempdir().unwrap();
+    create(data.path(), &["--name", "ann"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = vec![("TAG_AUTH_METRICS_LISTEN", format!("127.0.0.1:{port}"))];
+    let server = ServerProcess::start(data.path(), &env, &[]);
+    let client = reqwest::Client::new();
+    assert_eq!(call(&client, "GET", &server.url("/metrics"), None, None).await.status, 401, "not on the main address");
+    let scraped = call(&client, "GET", &format!("http://127.0.0.1:{port}/metrics"), None, None).await;
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.body.as_str().is_some_and(|text| text.contains("tag_http_requests")), "{}", scraped.body);
+    let other = call(&client, "GET", &format!("http://127.0.0.1:{port}/v1/datasets"), None, None).await;
+    assert_eq!(other.status, 404, "only /metrics there");
+}
