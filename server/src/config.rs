@@ -447,7 +447,14 @@ impl Config {
         }
         let settings = Env::prefixed("TAG_").filter(|key| is_setting(key.as_str())).map(|key| env_key(key.as_str()).into());
         figment = figment.merge(settings);
-        let config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        let mut config: Config = figment.extract().map_err(|e| Error::Config(e.to_string()))?;
+        // An empty value is no value: compose files and shells pass variables that may
+        // be empty (`TAG_LLM_BASE_URL=` means the embedded model, not a bad URL).
+        for value in [&mut config.llm.base_url, &mut config.llm.api_key] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -533,6 +540,18 @@ mod tests {
             assert_eq!(config.listen.port(), 9999);
             assert_eq!(config.llm.model, "from-env");
             assert_eq!(config.query.max_rows, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_llm_url_or_key_is_unset() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TAG_LLM_BASE_URL", "");
+            jail.set_env("TAG_LLM_API_KEY", "");
+            let config = Config::load(None).expect("empty values load");
+            assert_eq!((config.llm.base_url.as_deref(), config.llm.api_key.as_deref()), (None, None));
+            assert_eq!(config.backend(), BackendChoice::Embedded);
             Ok(())
         });
     }

@@ -72,6 +72,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Copy the state database (conversations, feedback, tokens, audit trail) to
+    /// FILE, consistent even while the server runs. Restore: stop the server and put
+    /// FILE in place of data_dir/state.sqlite3.
+    Backup { file: PathBuf },
     /// Manage access tokens (kept in the state database under data_dir).
     Token {
         #[command(subcommand)]
@@ -172,6 +176,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Token { action } = cli.command {
         return token(&config, action);
     }
+    if let Command::Backup { file } = &cli.command {
+        tag_server::state::StateStore::open(&config.data_dir)?.backup_to(file).await?;
+        eprintln!("backed up {} to {}", config.data_dir.join("state.sqlite3").display(), file.display());
+        return Ok(());
+    }
     if let Command::Serve { listen: Some(listen) } = &cli.command {
         config.listen = *listen;
     }
@@ -183,7 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ask_once(engine, AskRequest { question, dataset, conversation_id: conversation, confirm: false, estimate_id: None }, json).await
         }
         Command::Sql { sql, dataset, format } => sql_once(engine, &sql, &dataset, format).await,
-        Command::FetchModel | Command::FetchExtensions | Command::Token { .. } => {
+        Command::FetchModel | Command::FetchExtensions | Command::Token { .. } | Command::Backup { .. } => {
             unreachable!("handled before the engine starts")
         }
     }

@@ -78,12 +78,17 @@ pub struct ScriptedLlm {
 impl ScriptedLlm {
     /// Starts the server on a free loopback port, on the current tokio runtime.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the server on `bind` (e.g. `0.0.0.0:0`, for containers to reach it).
+    pub async fn start_on(bind: &str) -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind the scripted LLM");
         let address = listener.local_addr().expect("local address");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("scripted LLM server");

@@ -79,6 +79,20 @@ impl StateStore {
         Ok(StateStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
+    /// Writes a consistent copy of the whole state database to `file` (SQLite's
+    /// `VACUUM INTO`: a snapshot, while other connections go on reading and writing).
+    pub async fn backup_to(&self, file: &Path) -> Result<()> {
+        if file.exists() {
+            return Err(Error::InvalidRequest(format!("{} exists; give a new file to back up into", file.display())));
+        }
+        let target = file.to_string_lossy().into_owned();
+        self.with(move |conn| {
+            conn.execute("VACUUM INTO ?1", [&target])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn with<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -294,6 +308,25 @@ mod tests {
         assert_eq!(store.conversation(&ann.id, None).await.unwrap().title, "ann's", "unchanged, and an admin sees it");
         assert!(store.feedback(None, None).await.unwrap().is_empty());
         assert_eq!(store.conversations(Some("ann")).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_a_whole_state_database_taken_while_it_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let conversation = store.create_conversation("movies", "kept", "ann").await.unwrap();
+        store.add_turn(&conversation.id, "q1", Some("SELECT 1"), "a1", Some(1)).await.unwrap();
+        let file = dir.path().join("backup.sqlite3");
+        store.backup_to(&file).await.unwrap();
+        // The server goes on writing; the backup is the snapshot.
+        store.add_turn(&conversation.id, "q2", None, "a2", None).await.unwrap();
+        let restored = tempfile::tempdir().unwrap();
+        std::fs::copy(&file, restored.path().join("state.sqlite3")).unwrap();
+        let from_backup = StateStore::open(restored.path()).unwrap();
+        let turns = from_backup.turns(&conversation.id).await.unwrap();
+        assert_eq!(turns.iter().map(|t| t.question.as_str()).collect::<Vec<_>>(), ["q1"]);
+        let again = store.backup_to(&file).await.unwrap_err().to_string();
+        assert!(again.contains("exists"), "an existing file is never overwritten: {again}");
     }
 
     #[tokio::test]
