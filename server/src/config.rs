@@ -45,6 +45,15 @@ pub struct Config {
     pub query: QueryConfig,
     pub cache: CacheConfig,
     pub auth: AuthConfig,
+    pub pg: PgConfig,
+}
+
+/// The PostgreSQL wire-protocol endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgConfig {
+    /// Where it listens, e.g. `127.0.0.1:5433` (`TAG_PG_LISTEN`). Default: off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Whether requests need an access token.
@@ -353,6 +362,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             cache: CacheConfig::default(),
             auth: AuthConfig::default(),
+            pg: PgConfig::default(),
         }
     }
 }
@@ -411,14 +421,14 @@ fn is_setting(key: &str) -> bool {
     !NOT_SETTINGS.iter().any(|name| key.eq_ignore_ascii_case(name)) && !key.to_ascii_uppercase().starts_with("REQUIRE_")
 }
 
-/// Maps `TAG_LLM_BASE_URL` to `llm.base_url`, `TAG_QUERY_TIMEOUT_SECS` to
+/// Maps `TAG_LLM_BASE_URL` to `llm.base_url`, `TAG_PG_LISTEN` to `pg.listen`, `TAG_QUERY_TIMEOUT_SECS` to
 /// `query.timeout_secs`, and `TAG_DATA_DIR` to `data_dir`.
 fn env_key(key: &str) -> String {
     let key = key.to_ascii_lowercase();
     if key.contains("__") {
         return key.split("__").collect::<Vec<_>>().join(".");
     }
-    for section in ["llm_", "query_", "cache_", "auth_"] {
+    for section in ["llm_", "query_", "cache_", "auth_", "pg_"] {
         if let Some(rest) = key.strip_prefix(section) {
             return format!("{}.{rest}", section.trim_end_matches('_'));
         }

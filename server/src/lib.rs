@@ -6,7 +6,8 @@
 //! takes, returns, asks and accepts) that both sides share, [`catalog`] loads the
 //! datasets, [`llm`] talks to models, [`state`] keeps conversations, [`ask`] runs the
 //! stages for one question, [`query`] runs one SQL request, [`auth`] says who may
-//! ask what, and [`api`] serves it all over HTTP.
+//! ask what, and [`api`] serves it all over HTTP ([`pg`]: over PostgreSQL's wire
+//! protocol).
 
 pub mod api;
 pub mod ask;
@@ -20,6 +21,7 @@ pub mod generation;
 pub mod llm;
 pub mod metrics;
 pub mod operators;
+pub mod pg;
 pub mod query;
 pub mod reorder;
 pub mod sql;

@@ -220,6 +220,9 @@ model, or set TAG_LLM_BASE_URL (an OpenAI-compatible endpoint ending in /v1), TA
         let app = api::metrics_app(engine.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
+    if let Some(pg_listen) = engine.config.pg.listen {
+        tag_server::pg::serve(engine.clone(), pg_listen).await?;
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     let auth = if engine.auth.required()? { "tokens required" } else { "open (no tokens)" };

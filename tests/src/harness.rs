@@ -38,6 +38,24 @@ pub fn datasets_dir() -> PathBuf {
     crate_dir().join("../datasets")
 }
 
+/// Every file under `dir` with its bytes: compared before and after, it shows that
+/// nothing was written.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
 /// Runs `tag-server token ARGS` on `data_dir`'s state database: (success, stdout,
 /// stderr).
 pub fn token_command(data_dir: &Path, args: &[&str]) -> (bool, String, String) {

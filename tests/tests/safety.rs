@@ -2,35 +2,16 @@
 //! error, and nothing changes on disk (datasets, the server's data directory, or
 //! files the SQL tried to write).
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use tag_tests::{
-    harness::{datasets_dir, ServerProcess},
+    harness::{datasets_dir, snapshot, ServerProcess},
     hostile,
     scripted_llm::ScriptedLlm,
 };
 
 /// Every file under `dir` with its contents.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
-}
-
 enum Body {
     Json(Value),
     Raw(&'static str, Vec<u8>),
