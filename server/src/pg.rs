@@ -40,9 +40,6 @@ use crate::{
     query::{self, SqlFormat, SqlResult},
 };
 
-/// Rows a statement returns at most over the wire.
-const MAX_ROWS: usize = 1_000_000;
-
 /// Serves the endpoint on `listen` until the process ends.
 pub async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> crate::Result<()> {
     engine.auth.check_listen(listen)?;
@@ -337,9 +334,17 @@ impl Session {
             return Ok(Response::Query(QueryResponse::new(fields, stream::iter(rows))));
         }
         let request = SqlRequest { sql: sql.to_string(), dataset, confirm: false, estimate_id: None };
-        let outcome = query::sql(&self.engine, &principal, "pg", request, SqlFormat::Arrow, MAX_ROWS).await.map_err(to_pg)?;
+        let max_rows = self.engine.config.query.max_rows;
+        let outcome = query::sql(&self.engine, &principal, "pg", request, SqlFormat::Arrow, max_rows).await.map_err(to_pg)?;
         match outcome.result {
-            SqlResult::Arrow(arrow) => arrow_response(&arrow.bytes),
+            SqlResult::Arrow(arrow) => {
+                if arrow.truncated {
+                    let message = format!("the result was cut at {max_rows} rows (query.max_rows, TAG_QUERY_MAX_ROWS)");
+                    let info = ErrorInfo::new("WARNING".into(), "01000".into(), message);
+                    client.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
+                }
+                arrow_response(&arrow.bytes)
+            }
             SqlResult::Table(_) => Err(user_error("ERROR", "XX000", "asked for Arrow, got a table")),
         }
     }

@@ -111,6 +111,12 @@ async fn psql_runs_queries_operators_and_questions() {
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(out.stdout.split('|').count(), 4, "{}", out.stdout);
 
+    // A result over query.max_rows is cut there, with a warning.
+    let out = psql.run("movies", None, &["SELECT a.review_id FROM reviews a, reviews b LIMIT 20000"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 10_000);
+    assert!(out.stderr.contains("WARNING:  01000: the result was cut at 10000 rows"), "{}", out.stderr);
+
     // An LLM operator over the wire: one call per review of film 1.
     let out = psql.run("movies", None, &["SELECT count(*) FROM reviews WHERE movie_id = 1 AND llm_filter('{review_text} is enthusiastic')"]);
     assert!(out.ok, "{}", out.stderr);
