@@ -24,8 +24,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The target folder and cargo's registry are cache mounts (BuildKit, buildah): kept
+# between builds, so a rebuild after a source change is incremental, and never part
+# of a layer (a release target folder is gigabytes).
 ENV CARGO_TARGET_DIR=/target
-RUN DUCKDB_LIB_DIR="$(.ci/duckdb)" \
+RUN --mount=type=cache,target=/target \
+    --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/root/.cache/tag-server \
+    DUCKDB_LIB_DIR="$(.ci/duckdb)" \
  && export DUCKDB_LIB_DIR \
  && cargo build --release --locked -p tag-server \
  && .ci/web \
