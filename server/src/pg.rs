@@ -99,8 +99,7 @@ fn sqlstate(error: &Error) -> &'static str {
         Error::Forbidden(_) | Error::RejectedSql(_) => "42501",
         Error::RateLimited { .. } | Error::TooCostly(_) | Error::Confirm { .. } => "53400",
         Error::Sql { .. } => "42000",
-        Error::Timeout(_) => "57014",
-        Error::Cancelled => "57014",
+        Error::Timeout(_) | Error::Cancelled => "57014",
         Error::LlmNotConfigured(_) | Error::Llm { .. } => "58000",
         Error::Config(_) | Error::Dataset { .. } | Error::Internal { .. } => "XX000",
     }
@@ -254,8 +253,10 @@ fn show_value(name: &str) -> Option<&'static str> {
 
 /// `SELECT * FROM ask('...')`: the question, unquoted.
 fn ask_question(sql: &str) -> Option<String> {
-    let pattern = regex::Regex::new(r"(?is)^\s*select\s+\*\s+from\s+ask\s*\(\s*'((?:[^']|'')*)'\s*\)\s*$").expect("valid pattern");
-    pattern.captures(sql).map(|c| c[1].replace("''", "'"))
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?is)^\s*select\s+\*\s+from\s+ask\s*\(\s*'((?:[^']|'')*)'\s*\)\s*$").expect("valid pattern")
+    });
+    PATTERN.captures(sql).map(|c| c[1].replace("''", "'"))
 }
 
 fn text_field(name: &str, datatype: Type) -> FieldInfo {
@@ -294,6 +295,17 @@ fn json_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Sends a notice (`NOTICE`, `WARNING`) to the client ahead of the result.
+async fn notice<C>(client: &mut C, severity: &str, code: &str, message: String) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let info = ErrorInfo::new(severity.into(), code.into(), message);
+    client.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
+    Ok(())
+}
+
 impl Session {
     async fn run<C>(&self, client: &mut C, sql: &str) -> PgWireResult<Response>
     where
@@ -317,9 +329,8 @@ impl Session {
         if let Some(question) = ask_question(sql) {
             let request = AskRequest { question, dataset, conversation_id: None, confirm: false, estimate_id: None };
             let answer = ask::ask(&self.engine, &principal, "pg", request, Events::default()).await.map_err(to_pg)?;
-            for notice in [format!("answer: {}", answer.answer), format!("sql: {}", answer.sql.as_deref().unwrap_or("(none)"))] {
-                let info = ErrorInfo::new("NOTICE".into(), "00000".into(), notice);
-                client.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
+            for message in [format!("answer: {}", answer.answer), format!("sql: {}", answer.sql.as_deref().unwrap_or("(none)"))] {
+                notice(client, "NOTICE", "00000", message).await?;
             }
             let fields: Vec<FieldInfo> = answer.columns.iter().map(|c| text_field(&c.name, pg_type(&c.data_type))).collect();
             let fields = Arc::new(fields);
@@ -340,8 +351,7 @@ impl Session {
             SqlResult::Arrow(arrow) => {
                 if arrow.truncated {
                     let message = format!("the result was cut at {max_rows} rows (query.max_rows, TAG_QUERY_MAX_ROWS)");
-                    let info = ErrorInfo::new("WARNING".into(), "01000".into(), message);
-                    client.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
+                    notice(client, "WARNING", "01000", message).await?;
                 }
                 arrow_response(&arrow.bytes)
             }

@@ -75,10 +75,10 @@ fn leftovers() -> String {
     let label = format!("io.podman.compose.project={PROJECT}");
     let mut left = Vec::new();
     for kind in ["container", "volume", "network"] {
-        let mut args = vec![kind, "ls", "--format", "{{.Name}} {{.Labels}}"];
-        if kind == "container" {
-            args = vec!["ps", "--all", "--format", "{{.Names}} {{.Labels}}"];
-        }
+        let args = match kind {
+            "container" => vec!["ps", "--all", "--format", "{{.Names}} {{.Labels}}"],
+            _ => vec![kind, "ls", "--format", "{{.Name}} {{.Labels}}"],
+        };
         let (ok, out) = podman(&args);
         assert!(ok, "podman {kind} ls: {out}");
         left.extend(out.lines().filter(|l| l.contains(PROJECT) || l.contains(&label)).map(|l| format!("{kind} {l}")));
