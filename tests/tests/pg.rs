@@ -1,9 +1,12 @@
 //! The PostgreSQL wire-protocol endpoint through the real binary on a real socket,
-//! with Debian's `psql` as the client (nobody here wrote it): queries, an LLM
-//! operator, a question with `ask(...)` and its notices, the session statements
-//! clients send, the hostile SQL corpus refused with SQLSTATEs and nothing changed,
-//! tokens as passwords and databases as datasets, and malformed or truncated
-//! protocol messages that close only their own connection.
+//! with clients nobody here wrote: Debian's `psql` (queries, an LLM operator, a
+//! question with `ask(...)` and its notices, the session statements clients send,
+//! Ctrl-C on a slow query), Python's psycopg 3 and asyncpg (the extended protocol:
+//! parameters, binary results, cursors and portals read in slices) and pgJDBC
+//! (prepared statements, `Statement.cancel`); the hostile SQL corpus refused with
+//! SQLSTATEs and nothing changed, tokens as passwords and databases as datasets,
+//! and malformed or truncated protocol messages that close only their own
+//! connection.
 
 use std::{
     io::{Read, Write},
@@ -38,6 +41,25 @@ fn have_psql() -> bool {
     }
     eprintln!("\n!!!!! SKIPPED: the wire-protocol test needs psql (apt-get install postgresql-client)\n");
     false
+}
+
+/// The Python with the drivers (`.ci/clients` makes it and `.ci/run` exports
+/// `CLIENTS_PYTHON`), or the test fails under CI's flags.
+fn clients_python() -> Option<String> {
+    match std::env::var("CLIENTS_PYTHON") {
+        Ok(python) if Path::new(&python).exists() => Some(python),
+        _ if std::env::var("TAG_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
+            panic!("TAG_REQUIRE_CLIENTS=1 but CLIENTS_PYTHON names no Python (run .ci/clients)")
+        }
+        _ => {
+            eprintln!("\n!!!!! SKIPPED: the driver tests need CLIENTS_PYTHON (CLIENTS_PYTHON=$(.ci/clients))\n");
+            None
+        }
+    }
+}
+
+fn clients_dir() -> std::path::PathBuf {
+    tag_tests::harness::crate_dir().join("clients")
 }
 
 struct Psql {
@@ -278,4 +300,116 @@ async fn malformed_and_truncated_messages_close_only_their_connection() {
         assert!(n > 0, "the steady session was closed");
         seen.extend_from_slice(&buffer[..n]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_drivers_bind_parameters_read_binary_and_page_through_cursors() {
+    let Some(python) = clients_python() else { return };
+    let llm = ScriptedLlm::start().await;
+    script(&llm);
+    let data = tempfile::tempdir().unwrap();
+    let (server, psql) = server(data.path(), &llm, &[]);
+    let script = clients_dir().join("pg_drivers.py");
+    let output = tokio::process::Command::new(&python).arg(&script).arg(psql.port.to_string()).arg(QUESTION).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+
+    // psycopg: parameters bound as values, text (25) and bigint (20) columns.
+    assert_eq!(seen["psycopg_params"]["rows"], serde_json::json!([["The Dark Knight", 2008], ["Inception", 2010]]));
+    assert_eq!(seen["psycopg_params"]["types"], serde_json::json!([25, 20]));
+    assert_eq!(seen["psycopg_binary"], serde_json::json!([["It Happened One Night", "1934", "3"]]));
+    assert_eq!(seen["psycopg_injection"], 0, "the quote stays in the value");
+    // A server-side cursor (DECLARE, FETCH FORWARD 1000, CLOSE) read with fetchmany.
+    assert_eq!(seen["psycopg_server_cursor"], serde_json::json!([1000, 1000, 500]));
+    assert_eq!(seen["psycopg_drop"], "42501", "refused as insufficient privilege");
+    assert_eq!(seen["psycopg_after_error"], 228);
+    // A question with its text as a parameter: the table, the answer as a notice.
+    assert_eq!(seen["psycopg_ask"]["rows"], serde_json::json!([["The Dark Knight", "1006"]]));
+    let notices = seen["psycopg_ask"]["notices"].to_string();
+    assert!(notices.contains("NOTICE: answer: The Dark Knight grossed the most [row 1]."), "{notices}");
+
+    // asyncpg: parameter types inferred from the columns and casts, binary results.
+    assert_eq!(seen["asyncpg_fetch"], serde_json::json!([["A Beautiful Mind", 2001, 317.0], ["Amelie", 2001, 174.0]]));
+    assert_eq!(seen["asyncpg_parameters"], serde_json::json!(["date", "int4", "text", "bool", "float8", "numeric"]));
+    assert_eq!(seen["asyncpg_columns"], serde_json::json!([["d", "date"], ["n", "int4"], ["t", "text"], ["b", "bool"], ["f", "float8"], ["m", "numeric"]]));
+    assert_eq!(seen["asyncpg_roundtrip"], serde_json::json!(["2020-02-29", 42, "it's", true, 0.5, "12.250"]));
+    // A portal executed 1,000 rows at a time (Execute with a row limit).
+    assert_eq!(seen["asyncpg_portal"], serde_json::json!([1000, 1000, 500]));
+    assert_eq!(seen["asyncpg_error"], "42P01", "an unknown table is undefined_table");
+    assert_eq!(seen["asyncpg_closed"], true, "Terminate closes the connection");
+
+    let audit: Value = reqwest::get(server.url("/v1/audit?limit=200")).await.unwrap().json().await.unwrap();
+    let entries = audit["entries"].as_array().unwrap_or_else(|| panic!("{audit}"));
+    assert!(
+        entries.iter().any(|e| e["interface"] == "pg" && e["sql"].as_str().is_some_and(|s| s.contains("'Christopher Nolan'"))),
+        "the bound statement is what was checked and audited: {audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_prepares_statements_and_cancels_a_slow_query() {
+    let Some(_) = clients_python() else { return };
+    let jar = Path::new("/usr/share/java/postgresql.jar");
+    assert!(jar.exists(), "pgJDBC is missing (apt-get install libpostgresql-jdbc-java; .ci/clients does)");
+    let llm = ScriptedLlm::start().await;
+    script(&llm);
+    // Every operator call waits 20 s: only a cancel ends the slow query early.
+    llm.fail(Some("(?s)Statement:"), tag_tests::scripted_llm::Fault::Delay(Duration::from_secs(20)), 100);
+    let data = tempfile::tempdir().unwrap();
+    let (server, psql) = server(data.path(), &llm, &[]);
+    let classes = tempfile::tempdir().unwrap();
+    let javac = Command::new("javac").arg("-d").arg(classes.path()).arg(clients_dir().join("Jdbc.java")).output().expect("run javac");
+    assert!(javac.status.success(), "{}", String::from_utf8_lossy(&javac.stderr));
+    let classpath = format!("{}:{}", jar.display(), classes.path().display());
+    let output = tokio::process::Command::new("java").args(["-cp", &classpath, "Jdbc", &psql.port.to_string()]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "product PostgreSQL");
+    assert_eq!(lines[1], "columns title:text year:int8");
+    assert_eq!(&lines[2..4], ["row The Dark Knight|2008", "row Inception|2010"]);
+    let cancelled = lines[4];
+    let ms: u64 = cancelled.strip_prefix("cancelled 57014 after ").and_then(|r| r.strip_suffix(" ms")).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(ms < 10_000, "cancelled at once, not after the 20 s operator call: {ms} ms");
+    assert_eq!(lines[5], "after 228", "the session goes on after the cancel");
+    let audit: Value = reqwest::get(server.url("/v1/audit?limit=50")).await.unwrap().json().await.unwrap();
+    let entries = audit["entries"].as_array().unwrap_or_else(|| panic!("{audit}"));
+    assert!(entries.iter().any(|e| e["interface"] == "pg" && e["outcome"] == "cancelled"), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_ctrl_c_cancels_a_slow_query_and_its_llm_calls() {
+    if !have_psql() {
+        return;
+    }
+    let llm = ScriptedLlm::start().await;
+    llm.on(r"(?s)Statement:", "yes");
+    llm.fail(Some("(?s)Statement:"), tag_tests::scripted_llm::Fault::Delay(Duration::from_secs(20)), 100);
+    let data = tempfile::tempdir().unwrap();
+    let (_server, psql) = server(data.path(), &llm, &[]);
+    let child = Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={} dbname=movies user=analyst sslmode=disable", psql.port))
+        .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-c", "SELECT count(*) FROM reviews WHERE movie_id = 1 AND llm_filter('{review_text} is enthusiastic')"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while llm.requests_matching("(?s)Statement:").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the query never reached its operator");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls_before = llm.requests_matching("(?s)Statement:").len();
+    // What psql does on Ctrl-C: a cancel request on a connection of its own.
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("57014"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "cancelled at once, not after the 20 s calls: {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls_after = llm.requests_matching("(?s)Statement:").len();
+    assert!(calls_after <= calls_before + 2, "no more LLM calls after the cancel: {calls_before} then {calls_after}");
+    let out = psql.run("movies", None, &["SELECT count(*) FROM movies"]);
+    assert_eq!(out.stdout, "228", "the server goes on: {}", out.stderr);
 }

@@ -149,6 +149,22 @@ impl Executor {
         Ok(PreparedQuery { checked, dataset: dataset.clone(), query_id, start, interrupt, task })
     }
 
+    /// The columns `sql` would return, without running it: checked like any query,
+    /// then run with no rows asked for (`LIMIT 0`, which DuckDB plans as an empty
+    /// result), so no LLM operator is called and nothing is read.
+    pub async fn describe(&self, dataset: &Arc<Dataset>, sql: &str) -> Result<arrow::datatypes::SchemaRef> {
+        let checked = sql::check(sql, "describe")?;
+        let wrapped = format!("SELECT * FROM ({}) AS described LIMIT 0", checked.executable);
+        let task_dataset = dataset.clone();
+        let schema = tokio::task::spawn_blocking(move || -> Result<arrow::datatypes::SchemaRef> {
+            let conn = task_dataset.checkout()?;
+            let schema = conn.prepare(&wrapped).and_then(|mut statement| Ok(statement.query_arrow([])?.get_schema()));
+            task_dataset.checkin(conn);
+            Ok(schema?)
+        });
+        schema.await?.map_err(|e| dataset.redact(e))
+    }
+
     /// Prepares and runs `sql`; up to `max_rows` rows as JSON with the full count.
     pub async fn run_table(&self, dataset: &Arc<Dataset>, sql: &str, options: QueryOptions) -> Result<(CheckedSql, Table, ExecutionStats)> {
         let prepared = self.prepare(dataset, sql).await?;

@@ -1,0 +1,80 @@
+"""Python's PostgreSQL drivers against tag-server's wire endpoint: psycopg 3
+(parameters, binary results, a server-side cursor read with fetchmany, notices,
+errors with SQLSTATEs) and asyncpg (the extended protocol with binary results,
+prepared statements, a portal read in slices). Prints what it saw as one JSON
+object for tests/tests/pg.rs to check; it asserts nothing itself.
+
+    python pg_drivers.py PORT QUESTION
+"""
+
+import asyncio
+import datetime
+import decimal
+import json
+import sys
+
+import asyncpg
+import psycopg
+
+port, question = int(sys.argv[1]), sys.argv[2]
+dsn = f"host=127.0.0.1 port={port} dbname=movies user=analyst sslmode=disable"
+seen = {}
+
+with psycopg.connect(dsn, autocommit=True) as conn:
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
+    cur = conn.execute(
+        "SELECT title, year FROM movies WHERE director = %s AND year > %s ORDER BY year LIMIT %s",
+        ("Christopher Nolan", 2000, 2),
+    )
+    seen["psycopg_params"] = {"rows": cur.fetchall(), "types": [c.type_code for c in cur.description]}
+    cur = conn.execute("SELECT title, year, box_office_usd_millions FROM movies ORDER BY year LIMIT 1", binary=True)
+    seen["psycopg_binary"] = [list(map(str, r)) for r in cur.fetchall()]
+    # A value is a value: the quote and the statement after it stay in the string.
+    cur = conn.execute("SELECT count(*) FROM movies WHERE title = %s", ("x'; DROP TABLE movies; --",))
+    seen["psycopg_injection"] = cur.fetchone()[0]
+    with conn.transaction():
+        with conn.cursor(name="big") as big:
+            big.execute("SELECT a.review_id FROM reviews a, reviews b LIMIT %s", (2500,))
+            slices = []
+            while rows := big.fetchmany(1000):
+                slices.append(len(rows))
+            seen["psycopg_server_cursor"] = slices
+    try:
+        conn.execute("DROP TABLE movies")
+        seen["psycopg_drop"] = "ran"
+    except psycopg.Error as e:
+        seen["psycopg_drop"] = e.sqlstate
+    seen["psycopg_after_error"] = conn.execute("SELECT count(*) FROM movies").fetchone()[0]
+    cur = conn.execute("SELECT * FROM ask(%s)", (question,))
+    seen["psycopg_ask"] = {"rows": [list(map(str, r)) for r in cur.fetchall()], "notices": notices}
+
+
+async def with_asyncpg():
+    conn = await asyncpg.connect(f"postgresql://analyst@127.0.0.1:{port}/movies")
+    rows = await conn.fetch(
+        "SELECT title, year, box_office_usd_millions FROM movies WHERE year BETWEEN $1 AND $2 ORDER BY year, title LIMIT $3",
+        2001, 2003, 2,
+    )
+    seen["asyncpg_fetch"] = [[r["title"], r["year"], float(r["box_office_usd_millions"])] for r in rows]
+    statement = await conn.prepare("SELECT $1::date AS d, $2::int + 1 AS n, $3::text AS t, $4::bool AS b, $5::float8 AS f, $6::numeric AS m")
+    seen["asyncpg_columns"] = [[a.name, a.type.name] for a in statement.get_attributes()]
+    seen["asyncpg_parameters"] = [t.name for t in statement.get_parameters()]
+    row = await statement.fetchrow(datetime.date(2020, 2, 29), 41, "it's", True, 0.5, decimal.Decimal("12.25"))
+    seen["asyncpg_roundtrip"] = [row["d"].isoformat(), row["n"], row["t"], row["b"], row["f"], str(row["m"])]
+    async with conn.transaction():
+        sizes = []
+        cursor = await conn.cursor("SELECT a.review_id FROM reviews a, reviews b LIMIT 2500")
+        while batch := await cursor.fetch(1000):
+            sizes.append(len(batch))
+        seen["asyncpg_portal"] = sizes
+    try:
+        await conn.fetch("SELECT * FROM no_such_table WHERE x = $1", 1)
+    except asyncpg.PostgresError as e:
+        seen["asyncpg_error"] = e.sqlstate
+    await conn.close()
+    seen["asyncpg_closed"] = conn.is_closed()
+
+
+asyncio.run(asyncio.wait_for(with_asyncpg(), 60))
+print(json.dumps(seen, default=str))
