@@ -19,6 +19,7 @@ pub mod error;
 pub mod execution;
 pub mod generation;
 pub mod llm;
+pub mod mcp;
 pub mod metrics;
 pub mod operators;
 pub mod pg;

@@ -170,3 +170,23 @@ impl Drop for ServerProcess {
         self.terminate();
     }
 }
+
+/// The Python with the real clients (drivers, the MCP SDK: `.ci/clients` makes it
+/// and `.ci/run` exports `CLIENTS_PYTHON`), or the test fails under CI's flags.
+pub fn clients_python() -> Option<String> {
+    match std::env::var("CLIENTS_PYTHON") {
+        Ok(python) if Path::new(&python).exists() => Some(python),
+        _ if std::env::var("TAG_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
+            panic!("TAG_REQUIRE_CLIENTS=1 but CLIENTS_PYTHON names no Python (run .ci/clients)")
+        }
+        _ => {
+            eprintln!("\n!!!!! SKIPPED: the client tests need CLIENTS_PYTHON (CLIENTS_PYTHON=$(.ci/clients))\n");
+            None
+        }
+    }
+}
+
+/// The client programs the tests run (tests/clients).
+pub fn clients_dir() -> PathBuf {
+    crate_dir().join("clients")
+}

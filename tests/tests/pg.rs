@@ -18,7 +18,7 @@ use std::{
 
 use serde_json::Value;
 use tag_tests::{
-    harness::{create_token, datasets_dir, snapshot, ServerProcess},
+    harness::{clients_dir, clients_python, create_token, datasets_dir, snapshot, ServerProcess},
     hostile,
     scripted_llm::ScriptedLlm,
 };
@@ -41,25 +41,6 @@ fn have_psql() -> bool {
     }
     eprintln!("\n!!!!! SKIPPED: the wire-protocol test needs psql (apt-get install postgresql-client)\n");
     false
-}
-
-/// The Python with the drivers (`.ci/clients` makes it and `.ci/run` exports
-/// `CLIENTS_PYTHON`), or the test fails under CI's flags.
-fn clients_python() -> Option<String> {
-    match std::env::var("CLIENTS_PYTHON") {
-        Ok(python) if Path::new(&python).exists() => Some(python),
-        _ if std::env::var("TAG_REQUIRE_CLIENTS").as_deref() == Ok("1") => {
-            panic!("TAG_REQUIRE_CLIENTS=1 but CLIENTS_PYTHON names no Python (run .ci/clients)")
-        }
-        _ => {
-            eprintln!("\n!!!!! SKIPPED: the driver tests need CLIENTS_PYTHON (CLIENTS_PYTHON=$(.ci/clients))\n");
-            None
-        }
-    }
-}
-
-fn clients_dir() -> std::path::PathBuf {
-    tag_tests::harness::crate_dir().join("clients")
 }
 
 struct Psql {

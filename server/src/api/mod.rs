@@ -75,6 +75,8 @@ pub fn app(engine: AppState) -> Router {
             get(get_conversation).patch(rename_conversation).delete(delete_conversation),
         )
         .route("/v1/feedback", get(list_feedback).post(add_feedback))
+        // The MCP server, for agents, behind the same token check.
+        .nest_service("/mcp", crate::mcp::service(engine.clone()))
         .layer(middleware::from_fn_with_state(engine.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
