@@ -15,3 +15,4 @@ pub mod ops;
 pub mod reorder;
 pub mod tagbench;
 pub mod warehouse;
+pub mod wire;

@@ -81,6 +81,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A 100,000-row result over the PostgreSQL wire protocol (text and binary
+    /// rows) against /v1/sql with Arrow, side by side, and the wire connection's
+    /// set-up time.
+    Wire {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Requests per second on /v1/sql with and without a bearer token, side by side.
     Auth {
         #[arg(long, default_value_t = 8)]
@@ -264,6 +275,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 tag_bench::warehouse::print(&report);
+            }
+        }
+        Command::Wire { rows, rounds, json } => {
+            let report = tag_bench::wire::run(rows, rounds).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
             }
         }
         Command::Auth { concurrency, rounds, seconds, json } => {
