@@ -1,7 +1,8 @@
 """Python's PostgreSQL drivers against tag-server's wire endpoint: psycopg 3
 (parameters, binary results, a server-side cursor read with fetchmany, notices,
-errors with SQLSTATEs) and asyncpg (the extended protocol with binary results,
-prepared statements, a portal read in slices). Prints what it saw as one JSON
+errors with SQLSTATEs), asyncpg (the extended protocol with binary results,
+prepared statements, a portal read in slices), and SQLAlchemy 2 with pandas
+(a text query with a bound parameter, read_sql, the table names). Prints what it saw as one JSON
 object for tests/tests/pg.rs to check; it asserts nothing itself.
 
     python pg_drivers.py PORT QUESTION
@@ -14,7 +15,9 @@ import json
 import sys
 
 import asyncpg
+import pandas
 import psycopg
+import sqlalchemy
 
 port, question = int(sys.argv[1]), sys.argv[2]
 dsn = f"host=127.0.0.1 port={port} dbname=movies user=analyst sslmode=disable"
@@ -77,4 +80,15 @@ async def with_asyncpg():
 
 
 asyncio.run(asyncio.wait_for(with_asyncpg(), 60))
+
+# use_native_hstore=False: SQLAlchemy's psycopg dialect otherwise looks the hstore
+# type up with to_regtype(), which the catalog does not answer yet.
+engine = sqlalchemy.create_engine(f"postgresql+psycopg://analyst@127.0.0.1:{port}/movies", use_native_hstore=False)
+with engine.connect() as conn:
+    query = sqlalchemy.text("SELECT count(*) FROM movies WHERE year > :year")
+    seen["sqlalchemy_count"] = conn.execute(query, {"year": 2000}).scalar()
+    frame = pandas.read_sql(sqlalchemy.text("SELECT title, year FROM movies ORDER BY year LIMIT 2"), conn)
+    seen["pandas"] = {"columns": list(frame.columns), "rows": frame.values.tolist(), "dtypes": [str(t) for t in frame.dtypes]}
+seen["sqlalchemy_tables"] = sorted(sqlalchemy.inspect(engine).get_table_names())
+engine.dispose()
 print(json.dumps(seen, default=str))

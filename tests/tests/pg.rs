@@ -284,7 +284,7 @@ async fn malformed_and_truncated_messages_close_only_their_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_drivers_bind_parameters_read_binary_and_page_through_cursors() {
+async fn python_drivers_bind_parameters_read_binary_page_through_cursors_and_feed_pandas() {
     let Some(python) = clients_python() else { return };
     let llm = ScriptedLlm::start().await;
     script(&llm);
@@ -319,6 +319,13 @@ async fn python_drivers_bind_parameters_read_binary_and_page_through_cursors() {
     assert_eq!(seen["asyncpg_portal"], serde_json::json!([1000, 1000, 500]));
     assert_eq!(seen["asyncpg_error"], "42P01", "an unknown table is undefined_table");
     assert_eq!(seen["asyncpg_closed"], true, "Terminate closes the connection");
+
+    // SQLAlchemy 2 over psycopg, and pandas.read_sql through it.
+    assert_eq!(seen["sqlalchemy_count"], 96);
+    assert_eq!(seen["pandas"]["columns"], serde_json::json!(["title", "year"]));
+    assert_eq!(seen["pandas"]["rows"], serde_json::json!([["It Happened One Night", 1934], ["Snow White and the Seven Dwarfs", 1937]]));
+    assert_eq!(seen["pandas"]["dtypes"][1], "int64");
+    assert_eq!(seen["sqlalchemy_tables"], serde_json::json!(["movies", "reviews"]), "reflection of the table names");
 
     let audit: Value = reqwest::get(server.url("/v1/audit?limit=200")).await.unwrap().json().await.unwrap();
     let entries = audit["entries"].as_array().unwrap_or_else(|| panic!("{audit}"));

@@ -68,19 +68,33 @@ pub fn session_statement(sql: &str) -> Option<Result<SessionReply, Error>> {
         }
         "begin" | "start" => SessionReply::Begin,
         "commit" | "end" => SessionReply::End("COMMIT"),
+        // Savepoints of a read-only transaction have nothing to undo.
+        "savepoint" => SessionReply::Tag("SAVEPOINT"),
+        "release" => SessionReply::Tag("RELEASE"),
+        "rollback" if lower.split_whitespace().nth(1) == Some("to") => SessionReply::Tag("ROLLBACK"),
         "rollback" | "abort" => SessionReply::End("ROLLBACK"),
         "discard" => SessionReply::Tag("DISCARD ALL"),
         "deallocate" => SessionReply::Tag("DEALLOCATE"),
         "show" => SessionReply::Show(words.collect::<Vec<_>>().join(" ")),
+        "select" if is_version(&lower) => SessionReply::Show("version".into()),
         _ => return None,
     };
     Some(Ok(reply))
+}
+
+/// `SELECT version()`, as drivers and SQLAlchemy ask it to learn the PostgreSQL
+/// version they speak to.
+fn is_version(lower: &str) -> bool {
+    static PATTERN: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"^select\s+(pg_catalog\.)?version\s*\(\s*\)$").expect("valid pattern"));
+    PATTERN.is_match(lower.trim())
 }
 
 /// The values `SHOW` answers (what drivers ask on connect).
 pub fn show_value(name: &str) -> Option<&'static str> {
     Some(match name {
         "server_version" => SERVER_VERSION,
+        "version" => concat!("PostgreSQL 16.0 (tag-server ", env!("CARGO_PKG_VERSION"), ", DuckDB v1.4.4)"),
         "server_encoding" | "client_encoding" => "UTF8",
         "standard_conforming_strings" | "integer_datetimes" => "on",
         "transaction isolation level" | "transaction_isolation" => "read committed",
@@ -208,6 +222,10 @@ mod tests {
         assert_eq!(reply("SET memory_limit = '1GB'"), Some(Err("rejected_sql")));
         assert_eq!(reply("BEGIN; DROP TABLE movies"), None, "several statements go to the allow-list");
         assert_eq!(reply("SELECT 1"), None);
+        assert_eq!(reply("select pg_catalog.version()"), Some(Ok("show version".into())));
+        assert_eq!(reply("SAVEPOINT sa_1"), Some(Ok("SAVEPOINT".into())));
+        assert_eq!(reply("ROLLBACK TO SAVEPOINT sa_1"), Some(Ok("ROLLBACK".into())));
+        assert_eq!(reply("RELEASE SAVEPOINT sa_1"), Some(Ok("RELEASE".into())));
         assert_eq!(reply("DELETE FROM movies"), None, "writes go to the allow-list, which refuses them");
     }
 }
