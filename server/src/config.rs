@@ -54,6 +54,10 @@ pub struct Config {
 pub struct PgConfig {
     /// Where it listens, e.g. `127.0.0.1:5433` (`TAG_PG_LISTEN`). Default: off.
     pub listen: Option<SocketAddr>,
+    /// A PEM certificate chain and its PEM private key (`TAG_PG_TLS_CERT`,
+    /// `TAG_PG_TLS_KEY`): clients may then connect with TLS (`sslmode=require`).
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// Whether requests need an access token.

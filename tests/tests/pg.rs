@@ -401,3 +401,37 @@ async fn psql_ctrl_c_cancels_a_slow_query_and_its_llm_calls() {
     let out = psql.run("movies", None, &["SELECT count(*) FROM movies"]);
     assert_eq!(out.stdout, "228", "the server goes on: {}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_configured_certificate_is_optional_for_clients() {
+    if !have_psql() {
+        return;
+    }
+    let llm = ScriptedLlm::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (cert, key) = (data.path().join("cert.pem"), data.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let tls = [("TAG_PG_TLS_CERT", cert.display().to_string()), ("TAG_PG_TLS_KEY", key.display().to_string())];
+    let (_server, psql) = server(data.path(), &llm, &tls);
+    let connect = |sslmode: &str| {
+        let output = Command::new("psql")
+            .arg(format!("host=127.0.0.1 port={} dbname=movies user=analyst sslmode={sslmode} connect_timeout=10", psql.port))
+            .args(["-X", "-A", "-t", "-w", "-c", "\\conninfo", "-c", "SELECT count(*) FROM movies"])
+            .output()
+            .expect("run psql");
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (ok, stdout, stderr) = connect("require");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("SSL connection (protocol: TLSv1."), "{stdout}");
+    assert!(stdout.trim_end().ends_with("228"), "{stdout}");
+    let (ok, stdout, stderr) = connect("disable");
+    assert!(ok && !stdout.contains("SSL connection") && stdout.trim_end().ends_with("228"), "TLS is optional: {stdout} {stderr}");
+}

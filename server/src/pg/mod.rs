@@ -1,7 +1,7 @@
 //! The PostgreSQL wire-protocol endpoint (the `pgwire` crate), off unless
 //! `pg.listen` is set: BI tools, notebooks and `psql` connect with their ordinary
 //! drivers. The database name is the dataset; with access control on, the password
-//! is an access token (cleartext: use it on loopback or behind TLS termination).
+//! is an access token (cleartext inside the connection: use TLS or loopback).
 //!
 //! Every statement goes through [`query::sql`], the same read-only check, LLM
 //! operators, budgets and audit as `/v1/sql` (interface `pg`);
@@ -16,8 +16,10 @@
 //! its execute. A cancel request (psql's Ctrl-C, JDBC's `Statement.cancel`) stops
 //! the session's running query and its LLM calls.
 //!
-//! Not here yet: the `pg_catalog` queries of `\dt` and of drivers' metadata calls,
-//! TLS and SCRAM.
+//! TLS is optional for clients once `pg.tls_cert` and `pg.tls_key` are set.
+//!
+//! Not here yet: most `pg_catalog` queries of `\dt` and of drivers' metadata
+//! calls (DuckDB's own `pg_catalog` views answer some), and SCRAM.
 
 mod params;
 mod statements;
@@ -66,6 +68,7 @@ use crate::{
     query::{self, SqlFormat, SqlResult},
 };
 use params::Prepared;
+use pgwire::tokio::TlsAcceptor;
 use statements::{ask_question, cursor_statement, is_ask, CursorStatement, session_statement, show_value, SessionReply};
 
 /// Serves the endpoint on `listen` until the process ends.
@@ -74,7 +77,8 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> crate::Result<()>
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {listen} (pg.listen, TAG_PG_LISTEN): {e}")))?;
-    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "PostgreSQL wire protocol listening");
+    let tls = tls_acceptor(&engine.config.pg)?;
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), "PostgreSQL wire protocol listening");
     let sessions = Arc::new(Sessions::default());
     tokio::spawn(async move {
         loop {
@@ -86,10 +90,10 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> crate::Result<()>
                 }
             };
             let session = sessions.open(engine.clone());
-            let sessions = sessions.clone();
+            let (sessions, tls) = (sessions.clone(), tls.clone());
             tokio::spawn(async move {
                 let pid = session.pid;
-                if let Err(e) = connection(socket, session, sessions.clone()).await {
+                if let Err(e) = connection(socket, tls, session, sessions.clone()).await {
                     tracing::debug!(%peer, error = %e, "pg: connection ended");
                 }
                 sessions.close(pid);
@@ -99,19 +103,45 @@ pub async fn serve(engine: Arc<Engine>, listen: SocketAddr) -> crate::Result<()>
     Ok(())
 }
 
+/// The TLS acceptor of `pg.tls_cert` and `pg.tls_key`, when both are set.
+fn tls_acceptor(config: &crate::config::PgConfig) -> crate::Result<Option<TlsAcceptor>> {
+    use pgwire::tokio::tokio_rustls::rustls::{
+        self,
+        pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
+    };
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => return Err(Error::Config("pg.tls_cert and pg.tls_key (TAG_PG_TLS_CERT, TAG_PG_TLS_KEY) go together: set both or neither".into())),
+    };
+    let unreadable = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        Error::Config(format!("cannot read the {what} {} (pg.tls_{what}): {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| unreadable("cert", cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable("key", key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| Error::Config(format!("pg.tls_cert and pg.tls_key do not make a TLS configuration: {e}")))?;
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
 /// How long a client has to finish its startup (pgwire's own limit).
 const STARTUP_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One connection, as pgwire's `process_socket`, but closed when the client says
 /// `Terminate` (pgwire ignores it, and asyncpg's `close()` waits for the server to
 /// hang up).
-async fn connection(socket: tokio::net::TcpStream, session: Arc<Session>, sessions: Arc<Sessions>) -> std::io::Result<()> {
+async fn connection(socket: tokio::net::TcpStream, tls: Option<TlsAcceptor>, session: Arc<Session>, sessions: Arc<Sessions>) -> std::io::Result<()> {
     use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
     let startup_timeout = tokio::time::sleep(STARTUP_TIME);
     tokio::pin!(startup_timeout);
     let negotiated = tokio::select! {
         _ = &mut startup_timeout => return Ok(()),
-        negotiated = negotiate_tls::<Prepared>(socket, None) => negotiated?,
+        negotiated = negotiate_tls::<Prepared>(socket, tls) => negotiated?,
     };
     let Some(mut socket) = negotiated else { return Ok(()) };
     let copy = Arc::new(pgwire::api::NoopHandler);
@@ -732,3 +762,22 @@ impl ExtendedQueryHandler for Session {
         self.run(client, &sql, &portal.result_column_format).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PgConfig;
+
+    #[test]
+    fn tls_needs_both_a_certificate_and_a_key_that_can_be_read() {
+        let mut config = PgConfig::default();
+        assert!(tls_acceptor(&config).unwrap().is_none(), "off by default");
+        config.tls_cert = Some("/nonexistent/cert.pem".into());
+        let error = tls_acceptor(&config).err().unwrap().to_string();
+        assert!(error.contains("go together"), "{error}");
+        config.tls_key = Some("/nonexistent/key.pem".into());
+        let error = tls_acceptor(&config).err().unwrap().to_string();
+        assert!(error.contains("cannot read the cert /nonexistent/cert.pem"), "{error}");
+    }
+}
+
