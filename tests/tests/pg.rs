@@ -144,6 +144,12 @@ async fn psql_runs_queries_operators_and_questions() {
     let out = psql.run("movies", None, &["SHOW no_such_setting"]);
     assert!(!out.ok && out.stderr.contains("42704"), "{}", out.stderr);
 
+    // psql's \dt: its catalog query, with the qualified and missing catalog
+    // functions rewritten for DuckDB's pg_catalog.
+    let out = psql.run("movies", None, &["\\dt"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, "main|movies|table|tag-server\nmain|reviews|table|tag-server");
+
     // Everything is in the audit trail as interface `pg`.
     let audit: Value = reqwest::get(server.url("/v1/audit?limit=100")).await.unwrap().json().await.unwrap();
     let entries = audit["entries"].as_array().unwrap_or_else(|| panic!("{audit}"));

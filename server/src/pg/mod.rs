@@ -21,6 +21,7 @@
 //! Not here yet: most `pg_catalog` queries of `\dt` and of drivers' metadata
 //! calls (DuckDB's own `pg_catalog` views answer some), and SCRAM.
 
+mod compat;
 mod params;
 mod statements;
 
@@ -547,7 +548,7 @@ impl Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let request = SqlRequest { sql: sql.to_string(), dataset, confirm: false, estimate_id: None };
+        let request = SqlRequest { sql: compat::rewrite(sql)?, dataset, confirm: false, estimate_id: None };
         let max_rows = self.engine.config.query.max_rows;
         let outcome = query::sql(&self.engine, principal, "pg", request, SqlFormat::Arrow, max_rows).await.map_err(to_pg)?;
         let SqlResult::Arrow(arrow) = outcome.result else { return Err(user_error("ERROR", "XX000", "asked for Arrow, got a table")) };
@@ -634,7 +635,7 @@ impl Session {
         let (principal, dataset) = self.signed_in()?;
         let dataset = self.engine.dataset_for(&principal, &dataset).map_err(to_pg)?;
         let nulls = vec!["NULL".to_string(); parameters.len()];
-        let planned = if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? };
+        let planned = compat::rewrite(&if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? })?;
         let schema = self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?;
         let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, &Format::UnifiedText)?;
         Ok(DescribeStatementResponse::new(parameters, fields))

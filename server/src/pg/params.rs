@@ -250,7 +250,7 @@ pub fn bind(portal: &Portal<Prepared>) -> PgWireResult<String> {
 
 /// The tokens of `sql`, whitespace and comments included (they print back as
 /// they were written).
-fn tokens(sql: &str) -> PgWireResult<Vec<Token>> {
+pub(super) fn tokens(sql: &str) -> PgWireResult<Vec<Token>> {
     Tokenizer::new(&DuckDbDialect {}, sql).tokenize().map_err(|e| user_error("ERROR", "42601", format!("syntax error: {e}")))
 }
 
