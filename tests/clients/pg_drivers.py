@@ -49,6 +49,13 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     except psycopg.Error as e:
         seen["psycopg_drop"] = e.sqlstate
     seen["psycopg_after_error"] = conn.execute("SELECT count(*) FROM movies").fetchone()[0]
+    types = (
+        "SELECT TIMESTAMP '2020-01-02 03:04:05' AS ts, TIMESTAMPTZ '2020-01-02 03:04:05+00' AS tz, INTERVAL 90 MINUTE AS iv, "
+        "[1, 2, 3] AS l, ['a', 'b'] AS tl, 1.5::DECIMAL(10,2) AS d, TIME '01:02:03' AS t, 42::TINYINT AS ti"
+    )
+    for binary in (False, True):
+        row = conn.execute(types, binary=binary).fetchone()
+        seen[f"psycopg_types_{'binary' if binary else 'text'}"] = [repr(v) for v in row]
     cur = conn.execute("SELECT * FROM ask(%s)", (question,))
     seen["psycopg_ask"] = {"rows": [list(map(str, r)) for r in cur.fetchall()], "notices": notices}
 
@@ -71,6 +78,8 @@ async def with_asyncpg():
         while batch := await cursor.fetch(1000):
             sizes.append(len(batch))
         seen["asyncpg_portal"] = sizes
+    row = await conn.fetchrow("SELECT TIMESTAMPTZ '2020-01-02 03:04:05+00' AS tz, 1.5::DECIMAL(10,2) AS d, ['a', 'b'] AS tl, 42::TINYINT AS ti")
+    seen["asyncpg_types"] = [repr(v) for v in row]
     try:
         await conn.fetch("SELECT * FROM no_such_table WHERE x = $1", 1)
     except asyncpg.PostgresError as e:

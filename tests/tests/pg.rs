@@ -316,6 +316,23 @@ async fn python_drivers_bind_parameters_read_binary_page_through_cursors_and_fee
     let notices = seen["psycopg_ask"]["notices"].to_string();
     assert!(notices.contains("NOTICE: answer: The Dark Knight grossed the most [row 1]."), "{notices}");
 
+    // The common types, as text and as binary: timestamps (a DuckDB TIMESTAMPTZ names
+    // its zone; it goes as an offset), lists as arrays, numeric, and what arrow-pg
+    // cannot encode (an interval, a time) as text.
+    let expected = serde_json::json!([
+        "datetime.datetime(2020, 1, 2, 3, 4, 5)",
+        "datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)",
+        "'1 hours 30 mins'",
+        "[1, 2, 3]",
+        "['a', 'b']",
+        "Decimal('1.50')",
+        "'01:02:03'",
+        "42"
+    ]);
+    assert_eq!(seen["psycopg_types_text"], expected);
+    assert_eq!(seen["psycopg_types_binary"], expected);
+    assert_eq!(seen["asyncpg_types"], serde_json::json!(["datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)", "Decimal('1.50')", "['a', 'b']", "42"]));
+
     // asyncpg: parameter types inferred from the columns and casts, binary results.
     assert_eq!(seen["asyncpg_fetch"], serde_json::json!([["A Beautiful Mind", 2001, 317.0], ["Amelie", 2001, 174.0]]));
     assert_eq!(seen["asyncpg_parameters"], serde_json::json!(["date", "int4", "text", "bool", "float8", "numeric"]));

@@ -353,13 +353,59 @@ fn field(name: &str, datatype: Type, format: &Format, i: usize) -> FieldInfo {
     FieldInfo::new(name.into(), None, None, datatype, format.format_for(i))
 }
 
-/// The schema and batches of an Arrow IPC stream.
+/// The type a column is sent as: its own where arrow-pg encodes it, else the
+/// nearest one it does. DuckDB names the zone of a `TIMESTAMPTZ` (`Etc/UTC`) where
+/// arrow-pg takes only offsets (the values are instants either way, so this
+/// relabels them and changes none); a `TINYINT` would go as PostgreSQL's one-byte
+/// `"char"`, so it goes as `int2`; what arrow-pg cannot encode at all (intervals,
+/// maps, unions, ...) or encodes wrong (a `TIME` comes out NULL) goes as its text.
+fn wire_type(data_type: &arrow::datatypes::DataType) -> arrow::datatypes::DataType {
+    use arrow::datatypes::DataType::*;
+    let encodable = |t: &arrow::datatypes::DataType| {
+        matches!(
+            t,
+            Null | Boolean | Int16 | Int32 | Int64 | UInt16 | UInt32 | UInt64 | Float32 | Float64 | Utf8 | LargeUtf8 | Utf8View | Date32 | Date64
+                | Decimal128(_, _) | Binary | LargeBinary | BinaryView
+        )
+    };
+    match data_type {
+        Timestamp(unit, Some(tz)) if !tz.starts_with(['+', '-']) => Timestamp(*unit, Some("+00:00".into())),
+        Timestamp(_, _) => data_type.clone(),
+        Int8 | UInt8 => Int16,
+        List(item) | LargeList(item) | FixedSizeList(item, _) if encodable(item.data_type()) => data_type.clone(),
+        t if encodable(t) => t.clone(),
+        _ => Utf8,
+    }
+}
+
+/// `schema` with each column's wire type, or `None` when they all are already.
+fn wire_schema(schema: &Schema) -> Option<Schema> {
+    let fields: Vec<_> = schema.fields().iter().map(|f| Arc::new(f.as_ref().clone().with_data_type(wire_type(f.data_type())))).collect();
+    (fields.iter().zip(schema.fields().iter()).any(|(a, b)| a != b)).then(|| Schema::new(fields))
+}
+
+/// The schema and batches of an Arrow IPC stream, each column as its wire type.
 fn read_arrow(bytes: &[u8]) -> PgWireResult<(Arc<Schema>, Vec<RecordBatch>)> {
     let arrow_error = |e: arrow::error::ArrowError| PgWireError::ApiError(Box::new(e));
     let reader = StreamReader::try_new(bytes, None).map_err(arrow_error)?;
     let schema = reader.schema();
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_error)?;
-    Ok((schema, batches))
+    let Some(relabelled) = wire_schema(&schema) else { return Ok((schema, batches)) };
+    let relabelled = Arc::new(relabelled);
+    let batches = batches
+        .into_iter()
+        .map(|batch| {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(relabelled.fields())
+                .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(relabelled.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(arrow_error)?;
+    Ok((relabelled, batches))
 }
 
 /// Rows as a query response, in the client's formats.
@@ -637,6 +683,7 @@ impl Session {
         let nulls = vec!["NULL".to_string(); parameters.len()];
         let planned = compat::rewrite(&if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? })?;
         let schema = self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?;
+        let schema = wire_schema(&schema).unwrap_or_else(|| schema.as_ref().clone());
         let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, &Format::UnifiedText)?;
         Ok(DescribeStatementResponse::new(parameters, fields))
     }
@@ -780,5 +827,17 @@ mod tests {
         let error = tls_acceptor(&config).err().unwrap().to_string();
         assert!(error.contains("cannot read the cert /nonexistent/cert.pem"), "{error}");
     }
-}
 
+    #[test]
+    fn columns_go_as_types_arrow_pg_encodes() {
+        use arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
+        assert_eq!(wire_type(&DataType::Timestamp(TimeUnit::Microsecond, Some("Etc/UTC".into()))), DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
+        assert_eq!(wire_type(&DataType::Int8), DataType::Int16);
+        assert_eq!(wire_type(&DataType::Interval(IntervalUnit::MonthDayNano)), DataType::Utf8);
+        assert_eq!(wire_type(&DataType::Time64(TimeUnit::Microsecond)), DataType::Utf8);
+        let list = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
+        assert_eq!(wire_type(&list), list);
+        let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
+        assert!(wire_schema(&schema).is_none(), "nothing to change");
+    }
+}
