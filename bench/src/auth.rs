@@ -8,6 +8,8 @@
 use std::{sync::Arc, time::{Duration, Instant}};
 
 use serde::Serialize;
+
+use crate::median;
 use tag_server::{
     api,
     auth::{Limits, Role},
@@ -72,12 +74,6 @@ async fn round(url: &str, secret: Option<&str>, concurrency: usize, seconds: f64
     });
     let counts = futures::future::try_join_all(workers).await?;
     Ok(counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted[sorted.len() / 2]
 }
 
 pub async fn run(concurrency: usize, rounds: usize, seconds: f64) -> anyhow::Result<AuthReport> {

@@ -10,6 +10,8 @@
 use std::{path::Path, sync::Arc};
 
 use serde::Serialize;
+
+use crate::median;
 use tag_server::{
     config::LlmConfig,
     execution::QueryOptions,
@@ -108,11 +110,6 @@ fn error(estimated: u64, actual: u64) -> f64 {
     (estimated as f64 - actual as f64).abs() / actual as f64
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 pub async fn run(data: &Path, beer_rows: usize) -> anyhow::Result<EstimateReport> {
     let work = tempfile::tempdir()?;
     let tables = work.path().join("llm_sql");
@@ -170,12 +167,12 @@ pub async fn run(data: &Path, beer_rows: usize) -> anyhow::Result<EstimateReport
         });
     }
     Ok(EstimateReport {
-        calls_median_error: median(queries.iter().map(|q| error(q.estimated_calls, q.actual_calls)).collect()),
+        calls_median_error: median(&queries.iter().map(|q| error(q.estimated_calls, q.actual_calls)).collect::<Vec<_>>()),
         calls_max_error: queries.iter().map(|q| error(q.estimated_calls, q.actual_calls)).fold(0.0, f64::max),
-        tokens_median_error: median(queries.iter().map(|q| error(q.estimated_tokens, q.actual_tokens)).collect()),
+        tokens_median_error: median(&queries.iter().map(|q| error(q.estimated_tokens, q.actual_tokens)).collect::<Vec<_>>()),
         tokens_max_error: queries.iter().map(|q| error(q.estimated_tokens, q.actual_tokens)).fold(0.0, f64::max),
         prompt_tokens_median_error: median(
-            queries.iter().map(|q| error(q.estimated_prompt_tokens, q.actual_prompt_tokens)).collect(),
+            &queries.iter().map(|q| error(q.estimated_prompt_tokens, q.actual_prompt_tokens)).collect::<Vec<_>>(),
         ),
         queries,
     })

@@ -4,7 +4,8 @@
 //! rate of the GGR order), `tagbench bench-ops` (operators, naive vs the engine),
 //! `tagbench warehouse` (database sources: schema linking, pushdown, start-up),
 //! `tagbench estimate` (the cost estimate against what queries spend), `tagbench
-//! auth` (access control's cost per request), and
+//! auth` (access control's cost per request), `tagbench wire` (the wire protocol
+//! against Arrow), and
 //! the TAG-Bench harness (`tagbench fetch|fixtures|run|report|compare`).
 
 pub mod auth;
@@ -16,3 +17,10 @@ pub mod reorder;
 pub mod tagbench;
 pub mod warehouse;
 pub mod wire;
+
+/// The median of `values` (the upper one of an even count); 0 for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}

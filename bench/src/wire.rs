@@ -8,6 +8,8 @@
 use std::{sync::Arc, time::Instant};
 
 use serde::Serialize;
+
+use crate::median;
 use tag_server::{api, Config, DatasetSources, Engine};
 
 #[derive(Debug, Serialize)]
@@ -23,12 +25,6 @@ pub struct WireReport {
     pub arrow_median: f64,
     /// Connect, sign in and `SELECT 1`, milliseconds (median of 20).
     pub connect_ms: f64,
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted[sorted.len() / 2]
 }
 
 impl WireReport {
