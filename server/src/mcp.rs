@@ -165,22 +165,7 @@ fn progress_message(event: &Event) -> Option<String> {
 
 impl Mcp {
     fn list_datasets(&self, principal: &Principal) -> CallToolResult {
-        let datasets: Vec<Value> = self
-            .engine
-            .datasets_for(principal)
-            .into_iter()
-            .map(|listing| match listing {
-                Listing::Ready(d) => json!({
-                    "name": d.info.name,
-                    "description": d.info.description,
-                    "tables": d.info.tables.iter().map(|t| json!({"name": t.name, "rows": t.row_count, "columns": t.columns.len()})).collect::<Vec<_>>(),
-                    "examples": d.info.examples,
-                    "source": d.source,
-                    "available": true,
-                }),
-                Listing::Unavailable { name, source, reason } => json!({"name": name, "source": source, "available": false, "reason": reason}),
-            })
-            .collect();
+        let datasets: Vec<_> = self.engine.datasets_for(principal).into_iter().map(Listing::summary).collect();
         CallToolResult::structured(json!({ "datasets": datasets }))
     }
 

@@ -29,10 +29,7 @@ use axum::{
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tag_types::{
-    ConversationDetail, DatasetDetail, DatasetSummary, FeedbackRequest, Me, RenameRequest, SqlRequest, SqlResponse,
-    TableSummary,
-};
+use tag_types::{ConversationDetail, DatasetDetail, DatasetSummary, FeedbackRequest, Me, RenameRequest, SqlRequest, SqlResponse};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 use tower_http::{compression::CompressionLayer, services::ServeDir, trace::TraceLayer};
@@ -449,32 +446,7 @@ fn add_count_headers(response: &mut Response, row_count: u64, truncated: bool) {
 }
 
 async fn list_datasets(State(engine): State<AppState>, Extension(principal): Extension<Principal>) -> Json<Vec<DatasetSummary>> {
-    let summary = |listing: Listing| match listing {
-        Listing::Ready(d) => DatasetSummary {
-            name: d.info.name.clone(),
-            description: d.info.description.clone(),
-            tables: d
-                .info
-                .tables
-                .iter()
-                .map(|t| TableSummary { name: t.name.clone(), row_count: t.row_count, columns: t.columns.len() })
-                .collect(),
-            examples: d.info.examples.clone(),
-            source: d.source.to_string(),
-            available: true,
-            reason: None,
-        },
-        Listing::Unavailable { name, source, reason } => DatasetSummary {
-            name,
-            description: String::new(),
-            tables: Vec::new(),
-            examples: Vec::new(),
-            source: source.to_string(),
-            available: false,
-            reason: Some(reason),
-        },
-    };
-    Json(engine.datasets_for(&principal).into_iter().map(summary).collect())
+    Json(engine.datasets_for(&principal).into_iter().map(Listing::summary).collect())
 }
 
 /// Reads the dataset again from where it lives (picks up a database's schema

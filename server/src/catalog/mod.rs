@@ -161,6 +161,35 @@ impl Listing {
             Listing::Unavailable { name, .. } => name,
         }
     }
+
+    /// The dataset as `GET /v1/datasets` and MCP's `list_datasets` list it.
+    pub fn summary(self) -> tag_types::DatasetSummary {
+        match self {
+            Listing::Ready(d) => tag_types::DatasetSummary {
+                name: d.info.name.clone(),
+                description: d.info.description.clone(),
+                tables: d
+                    .info
+                    .tables
+                    .iter()
+                    .map(|t| tag_types::TableSummary { name: t.name.clone(), row_count: t.row_count, columns: t.columns.len() })
+                    .collect(),
+                examples: d.info.examples.clone(),
+                source: d.source.to_string(),
+                available: true,
+                reason: None,
+            },
+            Listing::Unavailable { name, source, reason } => tag_types::DatasetSummary {
+                name,
+                description: String::new(),
+                tables: Vec::new(),
+                examples: Vec::new(),
+                source: source.to_string(),
+                available: false,
+                reason: Some(reason),
+            },
+        }
+    }
 }
 
 /// All datasets the server knows, by name.
