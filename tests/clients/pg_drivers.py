@@ -2,7 +2,8 @@
 (parameters, binary results, a server-side cursor read with fetchmany, notices,
 errors with SQLSTATEs), asyncpg (the extended protocol with binary results,
 prepared statements, a portal read in slices), and SQLAlchemy 2 with pandas
-(a text query with a bound parameter, read_sql, the table names). Prints what it saw as one JSON
+(a text query with a bound parameter, read_sql, reflection of tables, columns,
+keys and comments). Prints what it saw as one JSON
 object for tests/tests/pg.rs to check; it asserts nothing itself.
 
     python pg_drivers.py PORT QUESTION
@@ -36,6 +37,9 @@ with psycopg.connect(dsn, autocommit=True) as conn:
     # A value is a value: the quote and the statement after it stay in the string.
     cur = conn.execute("SELECT count(*) FROM movies WHERE title = %s", ("x'; DROP TABLE movies; --",))
     seen["psycopg_injection"] = cur.fetchone()[0]
+    # Lists as binary array parameters (%b), integers and text.
+    cur = conn.execute("SELECT CAST(list_sum(%b) AS BIGINT) AS n, len(%b) AS t", ([1, 2, 300000], ["a", "it's"]))
+    seen["psycopg_arrays"] = list(cur.fetchone())
     with conn.transaction():
         with conn.cursor(name="big") as big:
             big.execute("SELECT a.review_id FROM reviews a, reviews b LIMIT %s", (2500,))
@@ -90,14 +94,20 @@ async def with_asyncpg():
 
 asyncio.run(asyncio.wait_for(with_asyncpg(), 60))
 
-# use_native_hstore=False: SQLAlchemy's psycopg dialect otherwise looks the hstore
-# type up with to_regtype(), which the catalog does not answer yet.
-engine = sqlalchemy.create_engine(f"postgresql+psycopg://analyst@127.0.0.1:{port}/movies", use_native_hstore=False)
+engine = sqlalchemy.create_engine(f"postgresql+psycopg://analyst@127.0.0.1:{port}/movies")
 with engine.connect() as conn:
     query = sqlalchemy.text("SELECT count(*) FROM movies WHERE year > :year")
     seen["sqlalchemy_count"] = conn.execute(query, {"year": 2000}).scalar()
     frame = pandas.read_sql(sqlalchemy.text("SELECT title, year FROM movies ORDER BY year LIMIT 2"), conn)
     seen["pandas"] = {"columns": list(frame.columns), "rows": frame.values.tolist(), "dtypes": [str(t) for t in frame.dtypes]}
-seen["sqlalchemy_tables"] = sorted(sqlalchemy.inspect(engine).get_table_names())
+inspector = sqlalchemy.inspect(engine)
+seen["sqlalchemy_tables"] = sorted(inspector.get_table_names())
+seen["sqlalchemy_columns"] = [[c["name"], str(c["type"]), c["nullable"], c["comment"]] for c in inspector.get_columns("reviews")]
+seen["sqlalchemy_primary_key"] = inspector.get_pk_constraint("reviews")["constrained_columns"]
+seen["sqlalchemy_foreign_keys"] = [[k["constrained_columns"], k["referred_table"], k["referred_columns"]] for k in inspector.get_foreign_keys("reviews")]
+seen["sqlalchemy_comment"] = inspector.get_table_comment("reviews")["text"]
+metadata = sqlalchemy.MetaData()
+metadata.reflect(engine)
+seen["sqlalchemy_reflected"] = {name: len(table.columns) for name, table in metadata.tables.items()}
 engine.dispose()
 print(json.dumps(seen, default=str))

@@ -144,11 +144,13 @@ async fn psql_runs_queries_operators_and_questions() {
     let out = psql.run("movies", None, &["SHOW no_such_setting"]);
     assert!(!out.ok && out.stderr.contains("42704"), "{}", out.stderr);
 
-    // psql's \dt: its catalog query, with the qualified and missing catalog
-    // functions rewritten for DuckDB's pg_catalog.
+    // psql's \dt and \d: catalog queries (see the golden files for all of them).
     let out = psql.run("movies", None, &["\\dt"]);
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(out.stdout, "main|movies|table|tag-server\nmain|reviews|table|tag-server");
+    let out = psql.run("movies", None, &["\\d reviews"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("review_text|text|||"), "{}", out.stdout);
 
     // Everything is in the audit trail as interface `pg`.
     let audit: Value = reqwest::get(server.url("/v1/audit?limit=100")).await.unwrap().json().await.unwrap();
@@ -307,6 +309,7 @@ async fn python_drivers_bind_parameters_read_binary_page_through_cursors_and_fee
     assert_eq!(seen["psycopg_params"]["types"], serde_json::json!([25, 20]));
     assert_eq!(seen["psycopg_binary"], serde_json::json!([["It Happened One Night", "1934", "3"]]));
     assert_eq!(seen["psycopg_injection"], 0, "the quote stays in the value");
+    assert_eq!(seen["psycopg_arrays"], serde_json::json!([300003, 2]));
     // A server-side cursor (DECLARE, FETCH FORWARD 1000, CLOSE) read with fetchmany.
     assert_eq!(seen["psycopg_server_cursor"], serde_json::json!([1000, 1000, 500]));
     assert_eq!(seen["psycopg_drop"], "42501", "refused as insufficient privilege");
@@ -349,6 +352,21 @@ async fn python_drivers_bind_parameters_read_binary_page_through_cursors_and_fee
     assert_eq!(seen["pandas"]["rows"], serde_json::json!([["It Happened One Night", 1934], ["Snow White and the Seven Dwarfs", 1937]]));
     assert_eq!(seen["pandas"]["dtypes"][1], "int64");
     assert_eq!(seen["sqlalchemy_tables"], serde_json::json!(["movies", "reviews"]), "reflection of the table names");
+    // Reflection of the columns (with types and comments), keys and comments.
+    assert_eq!(
+        seen["sqlalchemy_columns"],
+        serde_json::json!([
+            ["review_id", "BIGINT", false, "review identifier"],
+            ["movie_id", "BIGINT", true, "the reviewed film (movies.movie_id)"],
+            ["reviewer", "TEXT", true, "reviewer name"],
+            ["rating", "BIGINT", true, "stars from 1 (worst) to 5 (best)"],
+            ["review_text", "TEXT", true, "the review, one or two sentences"]
+        ])
+    );
+    assert_eq!(seen["sqlalchemy_primary_key"], serde_json::json!(["review_id"]));
+    assert_eq!(seen["sqlalchemy_foreign_keys"], serde_json::json!([[["movie_id"], "movies", ["movie_id"]]]));
+    assert_eq!(seen["sqlalchemy_comment"], "short audience reviews, three per film");
+    assert_eq!(seen["sqlalchemy_reflected"], serde_json::json!({"movies": 8, "reviews": 5}), "MetaData.reflect: every table and column");
 
     let audit: Value = reqwest::get(server.url("/v1/audit?limit=200")).await.unwrap().json().await.unwrap();
     let entries = audit["entries"].as_array().unwrap_or_else(|| panic!("{audit}"));
@@ -378,6 +396,32 @@ async fn pgjdbc_prepares_statements_and_cancels_a_slow_query() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "product PostgreSQL");
+    // DatabaseMetaData, as BI tools sync it: the dataset's tables with their
+    // descriptions, columns with JDBC types (-5 BIGINT, 12 VARCHAR), keys, indexes.
+    let metadata: Vec<&str> = lines.iter().copied().take_while(|l| !l.starts_with("columns ")).skip(1).collect();
+    assert_eq!(
+        metadata,
+        [
+            "schema information_schema",
+            "schema main",
+            "schema pg_catalog",
+            "table main.movies TABLE one row per film",
+            "table main.reviews TABLE short audience reviews, three per film",
+            "column movie_id -5 int8 1 NO film identifier",
+            "column title 12 text 2 YES film title in English",
+            "column year -5 int8 3 YES year of first release",
+            "column genres 12 text 4 YES genres separated by '|', e.g. 'Drama|Romance'; match with genres LIKE '%Romance%'",
+            "column director 12 text 5 YES main director (first credited when several)",
+            "column runtime_minutes -5 int8 6 YES running time in minutes",
+            "column box_office_usd_millions -5 int8 7 YES approximate worldwide box-office gross in millions of US dollars, not adjusted for inflation",
+            "column country 12 text 8 YES main production country",
+            "primary movie_id 1 movies_pkey",
+            "imported movie_id -> movies.movie_id reviews_movie_id_fkey",
+            "index reviews_pkey review_id unique=true",
+        ],
+        "{stdout}"
+    );
+    let lines = &lines[metadata.len()..];
     assert_eq!(lines[1], "columns title:text year:int8");
     assert_eq!(&lines[2..4], ["row The Dark Knight|2008", "row Inception|2010"]);
     let cancelled = lines[4];
@@ -457,4 +501,54 @@ async fn tls_with_a_configured_certificate_is_optional_for_clients() {
     assert!(stdout.trim_end().ends_with("228"), "{stdout}");
     let (ok, stdout, stderr) = connect("disable");
     assert!(ok && !stdout.contains("SSL connection") && stdout.trim_end().ends_with("228"), "TLS is optional: {stdout} {stderr}");
+}
+
+/// The golden files of the catalog queries clients send: `tests/pg_catalog/*.sql`,
+/// each the query text (or psql backslash commands) one client sends, beside its
+/// answer through `psql` in `.out`. Regenerate the answers with `UPDATE_GOLDEN=1`.
+fn golden_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pg_catalog")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_queries_of_psql_drivers_and_bi_tools_match_their_golden_files() {
+    if !have_psql() {
+        return;
+    }
+    let llm = ScriptedLlm::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (_server, psql) = server(data.path(), &llm, &[]);
+    let update = std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1");
+    let mut files: Vec<_> = std::fs::read_dir(golden_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
+    files.sort();
+    assert!(files.len() >= 20, "the golden files are there: {files:?}");
+    let mut mismatches = Vec::new();
+    for file in &files {
+        let output = Command::new("psql")
+            .arg(format!("host=127.0.0.1 port={} dbname=movies user=analyst sslmode=disable connect_timeout=10", psql.port))
+            .args(["-X", "-w", "-f"])
+            .arg(file)
+            .output()
+            .expect("run psql");
+        let stderr = String::from_utf8_lossy(&output.stderr).replace(&file.display().to_string(), "FILE");
+        let mut answer = String::from_utf8_lossy(&output.stdout).to_string();
+        if !stderr.is_empty() {
+            answer.push_str("-- stderr --\n");
+            answer.push_str(&stderr);
+        }
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        // Only the refused_* cases may fail, and each of their writes must.
+        if name.starts_with("refused_") {
+            assert_eq!(stderr.matches("ERROR:").count(), 3, "{name}: {answer}");
+        } else {
+            assert!(!stderr.contains("ERROR"), "{name}: {answer}");
+        }
+        let golden = file.with_extension("out");
+        if update {
+            std::fs::write(&golden, &answer).unwrap();
+        } else if std::fs::read_to_string(&golden).unwrap_or_default() != answer {
+            mismatches.push(format!("{name}:\n{answer}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "answers that differ from their golden files (UPDATE_GOLDEN=1 rewrites them):\n{}", mismatches.join("\n"));
 }

@@ -18,9 +18,12 @@
 //!
 //! TLS is optional for clients once `pg.tls_cert` and `pg.tls_key` are set.
 //!
-//! Not here yet: most `pg_catalog` queries of `\dt` and of drivers' metadata
-//! calls (DuckDB's own `pg_catalog` views answer some), and SCRAM.
+//! Catalog queries (psql's `\d`, drivers' metadata calls, BI tools' sync) are
+//! answered by [`catalog`], a PostgreSQL-shaped catalog of the dataset.
+//!
+//! Not here yet: SCRAM.
 
+mod catalog;
 mod compat;
 mod params;
 mod statements;
@@ -192,6 +195,7 @@ impl Sessions {
             cancel: tokio::sync::Notify::new(),
             described: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
+            catalog: Mutex::new(None),
         });
         self.live.lock().expect("sessions lock").insert(pid, Arc::downgrade(&session));
         session
@@ -237,6 +241,9 @@ struct Session {
     described: Mutex<HashMap<String, Response>>,
     /// Cursors declared in this session, by name.
     cursors: Mutex<HashMap<String, Cursor>>,
+    /// The dataset's catalog in PostgreSQL's shape, made for the session's first
+    /// catalog query.
+    catalog: Mutex<Option<Arc<catalog::PgCatalog>>>,
 }
 
 fn user_error(severity: &str, code: &str, message: impl Into<String>) -> PgWireError {
@@ -372,7 +379,8 @@ fn wire_type(data_type: &arrow::datatypes::DataType) -> arrow::datatypes::DataTy
         Timestamp(unit, Some(tz)) if !tz.starts_with(['+', '-']) => Timestamp(*unit, Some("+00:00".into())),
         Timestamp(_, _) => data_type.clone(),
         Int8 | UInt8 => Int16,
-        List(item) | LargeList(item) | FixedSizeList(item, _) if encodable(item.data_type()) => data_type.clone(),
+        // arrow-pg encodes no list of decimals.
+        List(item) | LargeList(item) | FixedSizeList(item, _) if encodable(item.data_type()) && !matches!(item.data_type(), Decimal128(_, _)) => data_type.clone(),
         t if encodable(t) => t.clone(),
         _ => Utf8,
     }
@@ -594,7 +602,11 @@ impl Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let request = SqlRequest { sql: compat::rewrite(sql)?, dataset, confirm: false, estimate_id: None };
+        if let Some(catalog) = self.catalog_for(&dataset, sql)? {
+            let sql = sql.to_string();
+            return tokio::task::spawn_blocking(move || catalog.query(&sql)).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        }
+        let request = SqlRequest { sql: sql.to_string(), dataset, confirm: false, estimate_id: None };
         let max_rows = self.engine.config.query.max_rows;
         let outcome = query::sql(&self.engine, principal, "pg", request, SqlFormat::Arrow, max_rows).await.map_err(to_pg)?;
         let SqlResult::Arrow(arrow) = outcome.result else { return Err(user_error("ERROR", "XX000", "asked for Arrow, got a table")) };
@@ -603,6 +615,22 @@ impl Session {
             notice(client, "WARNING", "01000", message).await?;
         }
         read_arrow(&arrow.bytes)
+    }
+
+    /// The session's catalog database when `sql` is a catalog query
+    /// ([`catalog::is_catalog_query`]) of the session's `dataset`.
+    fn catalog_for(&self, dataset: &str, sql: &str) -> PgWireResult<Option<Arc<catalog::PgCatalog>>> {
+        let (principal, _) = self.signed_in()?;
+        let dataset = self.engine.dataset_for(&principal, dataset).map_err(to_pg)?;
+        let tables: Vec<String> = dataset.info.tables.iter().map(|t| t.name.clone()).collect();
+        if !catalog::is_catalog_query(sql, &tables) {
+            return Ok(None);
+        }
+        let mut slot = self.catalog.lock().expect("session lock");
+        if slot.is_none() {
+            *slot = Some(Arc::new(catalog::PgCatalog::new(&dataset.info)?));
+        }
+        Ok(slot.clone())
     }
 
     /// `DECLARE` runs the query and keeps its result; `FETCH` returns the next rows
@@ -681,8 +709,11 @@ impl Session {
         let (principal, dataset) = self.signed_in()?;
         let dataset = self.engine.dataset_for(&principal, &dataset).map_err(to_pg)?;
         let nulls = vec!["NULL".to_string(); parameters.len()];
-        let planned = compat::rewrite(&if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? })?;
-        let schema = self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?;
+        let planned = if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? };
+        let schema = match self.catalog_for(&dataset.info.name, &planned)? {
+            Some(catalog) => tokio::task::spawn_blocking(move || catalog.query(&planned)).await.map_err(|e| PgWireError::ApiError(Box::new(e)))??.0,
+            None => self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?,
+        };
         let schema = wire_schema(&schema).unwrap_or_else(|| schema.as_ref().clone());
         let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, &Format::UnifiedText)?;
         Ok(DescribeStatementResponse::new(parameters, fields))
@@ -837,6 +868,7 @@ mod tests {
         assert_eq!(wire_type(&DataType::Time64(TimeUnit::Microsecond)), DataType::Utf8);
         let list = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
         assert_eq!(wire_type(&list), list);
+        assert_eq!(wire_type(&DataType::List(Arc::new(Field::new("item", DataType::Decimal128(2, 1), true)))), DataType::Utf8);
         let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
         assert!(wire_schema(&schema).is_none(), "nothing to change");
     }

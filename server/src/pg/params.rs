@@ -206,6 +206,12 @@ fn literal_from_text(pg_type: &Type, text: &str) -> PgWireResult<String> {
     })
 }
 
+/// A list literal of `items` (`NULL` for a missing one).
+fn list<T>(items: Vec<Option<T>>, literal: impl Fn(T) -> String) -> String {
+    let items: Vec<String> = items.into_iter().map(|item| item.map_or_else(|| "NULL".to_string(), &literal)).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// Parameter `i` of `portal` (0-based) as a SQL literal, decoded as `pg_type`.
 fn literal(portal: &Portal<Prepared>, i: usize, pg_type: &Type) -> PgWireResult<String> {
     let Some(Some(bytes)) = portal.parameters.get(i) else { return Ok("NULL".into()) };
@@ -229,6 +235,14 @@ fn literal(portal: &Portal<Prepared>, i: usize, pg_type: &Type) -> PgWireResult<
         Type::TIMESTAMP => literal_from_text(pg_type, &get::<chrono::NaiveDateTime>(portal, i, pg_type)?.to_string())?,
         Type::TIMESTAMPTZ => literal_from_text(pg_type, &get::<chrono::DateTime<chrono::Utc>>(portal, i, pg_type)?.to_rfc3339())?,
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => quote_literal(&get::<String>(portal, i, pg_type)?),
+        // Arrays as lists (asyncpg's type introspection binds an oid[]).
+        Type::INT2_ARRAY => list(get::<Vec<Option<i16>>>(portal, i, pg_type)?, |n| n.to_string()),
+        Type::INT4_ARRAY => list(get::<Vec<Option<i32>>>(portal, i, pg_type)?, |n| n.to_string()),
+        Type::INT8_ARRAY => list(get::<Vec<Option<i64>>>(portal, i, pg_type)?, |n| n.to_string()),
+        Type::OID_ARRAY => list(get::<Vec<Option<u32>>>(portal, i, pg_type)?, |n| n.to_string()),
+        Type::FLOAT8_ARRAY => list(get::<Vec<Option<f64>>>(portal, i, pg_type)?, |n| format!("CAST('{n}' AS DOUBLE)")),
+        Type::BOOL_ARRAY => list(get::<Vec<Option<bool>>>(portal, i, pg_type)?, |b| if b { "TRUE".into() } else { "FALSE".into() }),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => list(get::<Vec<Option<String>>>(portal, i, pg_type)?, |t| quote_literal(&t)),
         ref other => return Err(unsupported("binary", other)),
     })
 }
@@ -254,6 +268,20 @@ pub(super) fn tokens(sql: &str) -> PgWireResult<Vec<Token>> {
     Tokenizer::new(&DuckDbDialect {}, sql).tokenize().map_err(|e| user_error("ERROR", "42601", format!("syntax error: {e}")))
 }
 
+/// A token as SQL text again. sqlparser's `Display` writes a string literal's or
+/// quoted name's value between quotes without doubling the quotes inside it
+/// (`'it''s'` would come back as `'it's'`), so those are written here.
+pub(super) fn render(token: &Token) -> String {
+    match token {
+        Token::SingleQuotedString(value) | Token::EscapedStringLiteral(value) => crate::sql::quote_literal(value),
+        Token::Word(word) => match word.quote_style {
+            Some('"') => crate::sql::quote_ident(&word.value),
+            _ => token.to_string(),
+        },
+        _ => token.to_string(),
+    }
+}
+
 fn placeholder_token(token: &Token) -> Option<usize> {
     match token {
         Token::Placeholder(p) => p.strip_prefix('$')?.parse().ok().filter(|n| *n > 0),
@@ -272,7 +300,7 @@ pub fn substitute(sql: &str, literals: &[String]) -> PgWireResult<String> {
                 })?;
                 out.push_str(literal);
             }
-            None => out.push_str(&token.to_string()),
+            None => out.push_str(&render(&token)),
         }
     }
     Ok(out)
@@ -304,6 +332,7 @@ mod tests {
         let sql = substitute("SELECT * FROM movies WHERE title = $1 AND year > $2", &[quote_literal("x'; DROP TABLE movies; --"), "2000".into()]).unwrap();
         assert_eq!(sql, "SELECT * FROM movies WHERE title = 'x''; DROP TABLE movies; --' AND year > 2000");
         assert!(substitute("SELECT $2", &["1".into()]).is_err(), "a parameter that was not bound");
+        assert_eq!(substitute("SELECT 'it''s' AS \"a\"\"b\", $1", &["1".into()]).unwrap(), "SELECT 'it''s' AS \"a\"\"b\", 1", "the statement's own quotes stay doubled");
         assert_eq!(substitute("DECLARE c CURSOR FOR SELECT '$1', $1 -- $1", &["7".into()]).unwrap(), "DECLARE c CURSOR FOR SELECT '$1', 7 -- $1\n", "only placeholder tokens");
         assert_eq!(literal_from_text(&Type::INT4, " 42 ").unwrap(), "42");
         assert!(literal_from_text(&Type::INT4, "42; DROP TABLE x").is_err());

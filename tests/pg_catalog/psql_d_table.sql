@@ -1,0 +1,2 @@
+\d movies
+\d reviews
