@@ -58,9 +58,14 @@ impl Psql {
     /// Runs `statements` (one `-c` each) in one session on `database`, unaligned
     /// and tuples only, verbose errors (with the SQLSTATE), never prompting.
     fn run(&self, database: &str, password: Option<&str>, statements: &[&str]) -> Output {
+        self.run_as("analyst", database, password, statements)
+    }
+
+    /// [`Psql::run`] as `user`.
+    fn run_as(&self, user: &str, database: &str, password: Option<&str>, statements: &[&str]) -> Output {
         let mut command = Command::new("psql");
         command
-            .arg(format!("host=127.0.0.1 port={} dbname={database} user=analyst sslmode=disable connect_timeout=10", self.port))
+            .arg(format!("host=127.0.0.1 port={} dbname={database} user={user} sslmode=disable connect_timeout=10", self.port))
             .args(["-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"])
             .env_remove("PGPASSWORD");
         if let Some(password) = password {
@@ -212,10 +217,45 @@ async fn tokens_are_passwords_and_databases_are_datasets() {
     assert!(!out.ok && out.stderr.contains("FATAL:  password authentication failed"), "{}", out.stderr);
     let out = psql.run("movies", None, &["SELECT 1"]);
     assert!(!out.ok && out.stderr.contains("no password supplied"), "{}", out.stderr);
+
+    // SCRAM-SHA-256 when the user names the token (its id): the token never
+    // crosses the wire. libpq's require_auth (psycopg's, libpq 16+) proves which.
+    let id = ann["id"].as_str().unwrap();
+    let out = psql.run_as(id, "movies", Some(secret), &["SELECT count(*) FROM reviews"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout, "684");
+    let out = psql.run_as(id, "movies", Some(&format!("{secret}x")), &["SELECT 1"]);
+    assert!(!out.ok && out.stderr.contains("password authentication failed: SCRAM's proof does not match"), "{}", out.stderr);
+    if let Some(python) = clients_python() {
+        let check = |user: &str| {
+            let script = format!(
+                "import psycopg\ntry:\n    c = psycopg.connect('host=127.0.0.1 port={} dbname=movies user={user} sslmode=disable require_auth=scram-sha-256', password='{secret}')\n    print(c.execute('SELECT count(*) FROM movies').fetchone()[0])\nexcept psycopg.OperationalError as e:\n    print('refused', e)",
+                psql.port
+            );
+            let output = Command::new(&python).args(["-c", &script]).output().unwrap();
+            String::from_utf8_lossy(&output.stdout).trim().to_string()
+        };
+        assert_eq!(check(id), "228", "SCRAM-SHA-256 with the token's id as the user");
+        // asyncpg over SCRAM, and a failed sign-in that ends with the error alone
+        // (no ReadyForQuery after it, which asyncpg reports as a protocol violation).
+        let script = format!(
+            "import asyncio, asyncpg\nasync def main():\n    c = await asyncpg.connect(host='127.0.0.1', port={port}, database='movies', user='{id}', password='{secret}', ssl=False)\n    print(await c.fetchval('SELECT count(*) FROM movies'))\n    await c.close()\n    try:\n        await asyncpg.connect(host='127.0.0.1', port={port}, database='movies', user='{id}', password='wrong', ssl=False)\n    except asyncpg.InvalidPasswordError:\n        print('refused')\nasyncio.run(main())",
+            port = psql.port
+        );
+        let output = Command::new(&python).args(["-c", &script]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "228\nrefused", "{stderr}");
+        assert!(stderr.trim().is_empty(), "{stderr}");
+        let cleartext = check("analyst");
+        assert!(cleartext.starts_with("refused") && cleartext.contains("password"), "another user name is asked for a cleartext password: {cleartext}");
+    }
+
     let (ok, _, err) = tag_tests::harness::token_command(data.path(), &["revoke", "ann"]);
     assert!(ok, "{err}");
     let out = psql.run("movies", Some(secret), &["SELECT 1"]);
     assert!(!out.ok && out.stderr.contains("password authentication failed"), "a revoked token is refused at once: {}", out.stderr);
+    let out = psql.run_as(id, "movies", Some(secret), &["SELECT 1"]);
+    assert!(!out.ok && out.stderr.contains("password authentication failed"), "also over SCRAM: {}", out.stderr);
 }
 
 /// Sends `bytes` on a fresh connection and reads until the server closes it.

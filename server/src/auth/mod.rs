@@ -13,7 +13,7 @@
 //! says so explicitly.
 
 pub mod budget;
-mod store;
+pub mod store;
 
 use std::{
     collections::BTreeSet,

@@ -2,6 +2,14 @@
 //! database (`tokens` table: the secret's SHA-256, never the secret), read on every
 //! request so that a revocation takes effect at once, also across processes; and
 //! those a deployment gives (`auth.tokens_file`, `auth.admin_token`), read at start.
+//!
+//! Beside each token's digest, its SCRAM-SHA-256 verifier for the wire protocol
+//! (a random salt and PBKDF2's salted password, as pgwire's SCRAM takes it): with
+//! it a PostgreSQL client signs in without sending the token. The salted password
+//! cannot be turned back into the token nor used over HTTP, but it does sign in
+//! over the wire: protect `state.sqlite3` as the tokens themselves. Tokens made
+//! before verifiers were kept, and a tokens file's `secret_sha256` ones, have none
+//! and sign in with the token as a cleartext password.
 
 use std::{
     collections::BTreeSet,
@@ -33,6 +41,35 @@ CREATE TABLE IF NOT EXISTS tokens (
     confirm_calls INTEGER
 );
 ";
+
+/// PBKDF2's rounds for a SCRAM verifier (RFC 7677's minimum, PostgreSQL's default).
+pub const SCRAM_ITERATIONS: usize = 4096;
+
+/// What SCRAM-SHA-256 checks a client's proof against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScramVerifier {
+    pub salt: Vec<u8>,
+    pub salted_password: Vec<u8>,
+}
+
+impl ScramVerifier {
+    fn new(secret: &str) -> ScramVerifier {
+        let salt: [u8; 16] = rand::random();
+        let salted_password = pgwire::api::auth::sasl::scram::gen_salted_password(secret, &salt, SCRAM_ITERATIONS);
+        ScramVerifier { salt: salt.to_vec(), salted_password }
+    }
+
+    fn to_text(&self) -> String {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        format!("{}:{}", hex(&self.salt), hex(&self.salted_password))
+    }
+
+    fn from_text(text: &str) -> Option<ScramVerifier> {
+        let unhex = |hex: &str| (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>();
+        let (salt, salted) = text.split_once(':')?;
+        Some(ScramVerifier { salt: unhex(salt)?, salted_password: unhex(salted)? })
+    }
+}
 
 /// The format of `auth.tokens_file`.
 #[derive(Debug, Deserialize)]
@@ -67,6 +104,8 @@ struct GivenToken {
 pub struct TokenStore {
     conn: Mutex<rusqlite::Connection>,
     given: Vec<(TokenInfo, String)>,
+    /// The SCRAM verifiers of the given tokens whose secret is known, by id.
+    given_scram: Vec<(String, ScramVerifier)>,
     /// Limits of tokens that set none of their own.
     defaults: Limits,
 }
@@ -111,9 +150,19 @@ impl TokenStore {
         let conn = rusqlite::Connection::open(data_dir.join("state.sqlite3"))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
         conn.execute_batch(SCHEMA)?;
+        let has_scram = conn.prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'scram'")?.exists([])?;
+        if !has_scram {
+            conn.execute_batch("ALTER TABLE tokens ADD COLUMN scram TEXT")?;
+        }
         let mut given = Vec::new();
+        let mut given_scram = Vec::new();
         if let Some(file) = &config.tokens_file {
-            given.extend(read_tokens_file(file)?);
+            for (info, hash, secret) in read_tokens_file(file)? {
+                if let Some(secret) = secret {
+                    given_scram.push((info.id.clone(), ScramVerifier::new(&secret)));
+                }
+                given.push((info, hash));
+            }
         }
         if let Some(secret) = config.admin_token.as_deref().filter(|s| !s.is_empty()) {
             if secret.len() < 16 {
@@ -130,6 +179,7 @@ impl TokenStore {
                 limits: Limits::default(),
                 origin: "environment".into(),
             };
+            given_scram.push((info.id.clone(), ScramVerifier::new(secret)));
             given.push((info, sha256_hex(secret)));
         }
         let defaults = Limits {
@@ -137,7 +187,7 @@ impl TokenStore {
             tokens_per_day: config.tokens_per_day,
             confirm_calls: Some(config.confirm_calls),
         };
-        Ok(TokenStore { conn: Mutex::new(conn), given, defaults })
+        Ok(TokenStore { conn: Mutex::new(conn), given, given_scram, defaults })
     }
 
     /// Every request's principal while access control is off.
@@ -177,7 +227,7 @@ impl TokenStore {
         };
         let conn = self.conn.lock().map_err(poisoned)?;
         conn.execute(
-            &format!("INSERT INTO tokens ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10)"),
+            &format!("INSERT INTO tokens ({COLUMNS}, scram) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11)"),
             params![
                 info.id,
                 info.name,
@@ -189,6 +239,7 @@ impl TokenStore {
                 info.limits.requests_per_minute,
                 info.limits.tokens_per_day.map(|n| n as i64),
                 info.limits.confirm_calls.map(|n| n as i64),
+                ScramVerifier::new(&secret).to_text(),
             ],
         )?;
         Ok((info, secret))
@@ -247,6 +298,34 @@ impl TokenStore {
         Some(self.principal(info))
     }
 
+    /// The SCRAM verifier of the live token with id `id` (a wire-protocol user
+    /// name), and its principal once the client's proof checks out.
+    pub fn scram(&self, id: &str) -> Option<(ScramVerifier, Principal)> {
+        let stored = self
+            .conn
+            .lock()
+            .ok()?
+            .query_row(&format!("SELECT {COLUMNS}, scram FROM tokens WHERE id = ?1"), params![id], |row| {
+                Ok((info_from_row(row)?.0, row.get::<_, Option<String>>(11)?))
+            })
+            .optional()
+            .ok()
+            .flatten();
+        let (info, verifier) = match stored {
+            Some((info, Some(text))) => (info, ScramVerifier::from_text(&text)?),
+            Some((_, None)) => return None,
+            None => {
+                let (_, verifier) = self.given_scram.iter().find(|(given, _)| given == id)?;
+                let (info, _) = self.given.iter().find(|(info, _)| info.id == id)?;
+                (info.clone(), verifier.clone())
+            }
+        };
+        if info.revoked_at.is_some() || info.expires_at.is_some_and(|t| t <= now()) {
+            return None;
+        }
+        Some((verifier, self.principal(info)))
+    }
+
     fn principal(&self, info: TokenInfo) -> Principal {
         let limits = Limits {
             requests_per_minute: info.limits.requests_per_minute.or(self.defaults.requests_per_minute),
@@ -263,15 +342,17 @@ impl TokenStore {
     }
 }
 
-fn read_tokens_file(path: &PathBuf) -> Result<Vec<(TokenInfo, String)>> {
+/// The tokens of `auth.tokens_file`: each with its digest, and its secret when
+/// the file gives it.
+fn read_tokens_file(path: &PathBuf) -> Result<Vec<(TokenInfo, String, Option<String>)>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read auth.tokens_file {}: {e}", path.display())))?;
     let file: TokensFile = toml::from_str(&text).map_err(|e| Error::Config(format!("auth.tokens_file {}: {e}", path.display())))?;
     let mut out = Vec::new();
     for (i, token) in file.tokens.into_iter().enumerate() {
-        let hash = match (token.secret_sha256, token.secret) {
-            (Some(hash), None) if hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) => hash.to_ascii_lowercase(),
-            (None, Some(secret)) if secret.len() >= 16 => sha256_hex(&secret),
+        let (hash, secret) = match (token.secret_sha256, token.secret) {
+            (Some(hash), None) if hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) => (hash.to_ascii_lowercase(), None),
+            (None, Some(secret)) if secret.len() >= 16 => (sha256_hex(&secret), Some(secret)),
             _ => {
                 return Err(Error::Config(format!(
                     "auth.tokens_file {}: token {} needs secret_sha256 (64 hex digits) or a secret of at least 16 characters",
@@ -295,7 +376,7 @@ fn read_tokens_file(path: &PathBuf) -> Result<Vec<(TokenInfo, String)>> {
             },
             origin: "file".into(),
         };
-        out.push((info, hash));
+        out.push((info, hash, secret));
     }
     Ok(out)
 }
@@ -306,6 +387,28 @@ mod tests {
 
     fn store(dir: &Path, config: &AuthConfig) -> TokenStore {
         TokenStore::open(dir, config).unwrap()
+    }
+
+    #[test]
+    fn tokens_keep_a_scram_verifier_of_their_secret_never_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuthConfig { admin_token: Some("an-admin-secret-of-length".into()), ..AuthConfig::default() };
+        let s = store(dir.path(), &config);
+        let (info, secret) = s.create("ann", Role::Analyst, None, None, Limits::default()).unwrap();
+        let (verifier, principal) = s.scram(&info.id).expect("a new token has a verifier");
+        assert_eq!(principal.name, "ann");
+        assert_eq!(verifier.salt.len(), 16);
+        let expected = pgwire::api::auth::sasl::scram::gen_salted_password(&secret, &verifier.salt, SCRAM_ITERATIONS);
+        assert_eq!(verifier.salted_password, expected);
+        let stored: String = s.conn.lock().unwrap().query_row("SELECT scram FROM tokens", [], |r| r.get(0)).unwrap();
+        assert!(!stored.contains(&secret) && !stored.contains(&sha256_hex(&secret)), "{stored}");
+        let (bob, _) = s.create("bob", Role::Analyst, None, None, Limits::default()).unwrap();
+        assert_ne!(s.scram(&info.id).unwrap().0.salt, s.scram(&bob.id).unwrap().0.salt, "each its own salt");
+        let (admin, principal) = s.scram("admin").expect("the deployment's admin token");
+        assert_eq!(admin.salted_password, pgwire::api::auth::sasl::scram::gen_salted_password("an-admin-secret-of-length", &admin.salt, SCRAM_ITERATIONS));
+        assert_eq!(principal.role, Role::Admin);
+        assert!(s.scram("nosuchid").is_none());
+        assert!(store(dir.path(), &config).scram(&info.id).is_some(), "kept across a restart");
     }
 
     #[test]
@@ -324,8 +427,10 @@ mod tests {
         assert_eq!(s.revoke(&info.id).unwrap(), 1);
         assert!(reopened.authenticate(&secret).is_none(), "a revocation takes effect at once, across stores");
         assert!(reopened.any().unwrap(), "revoking the last token does not open the server");
-        let (_, expired) = s.create("old", Role::Admin, None, Some(now() - 1), Limits::default()).unwrap();
+        let (old, expired) = s.create("old", Role::Admin, None, Some(now() - 1), Limits::default()).unwrap();
         assert!(s.authenticate(&expired).is_none());
+        assert!(s.scram(&old.id).is_none(), "nor over SCRAM");
+        assert!(s.scram(&info.id).is_none(), "a revoked token has no SCRAM sign-in");
         assert!(s.list().unwrap().iter().all(|t| t.origin == "database"));
     }
 

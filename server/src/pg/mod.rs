@@ -1,7 +1,9 @@
 //! The PostgreSQL wire-protocol endpoint (the `pgwire` crate), off unless
 //! `pg.listen` is set: BI tools, notebooks and `psql` connect with their ordinary
 //! drivers. The database name is the dataset; with access control on, the password
-//! is an access token (cleartext inside the connection: use TLS or loopback).
+//! is an access token: SCRAM-SHA-256 (pgwire's) when the user name is the token's
+//! id and the token has a SCRAM verifier, else a cleartext password (use TLS or
+//! loopback).
 //!
 //! Every statement goes through [`query::sql`], the same read-only check, LLM
 //! operators, budgets and audit as `/v1/sql` (interface `pg`);
@@ -20,8 +22,7 @@
 //!
 //! Catalog queries (psql's `\d`, drivers' metadata calls, BI tools' sync) are
 //! answered by [`catalog`], a PostgreSQL-shaped catalog of the dataset.
-//!
-//! Not here yet: SCRAM.
+
 
 mod catalog;
 mod compat;
@@ -72,6 +73,7 @@ use crate::{
     query::{self, SqlFormat, SqlResult},
 };
 use params::Prepared;
+use pgwire::api::auth::sasl::{scram::ScramAuth, SASLState};
 use pgwire::tokio::TlsAcceptor;
 use statements::{ask_question, cursor_statement, is_ask, CursorStatement, session_statement, show_value, SessionReply};
 
@@ -138,7 +140,7 @@ const STARTUP_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One connection, as pgwire's `process_socket`, but closed when the client says
 /// `Terminate` (pgwire ignores it, and asyncpg's `close()` waits for the server to
-/// hang up).
+/// hang up) or after a fatal error.
 async fn connection(socket: tokio::net::TcpStream, tls: Option<TlsAcceptor>, session: Arc<Session>, sessions: Arc<Sessions>) -> std::io::Result<()> {
     use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
     let startup_timeout = tokio::time::sleep(STARTUP_TIME);
@@ -169,7 +171,15 @@ async fn connection(socket: tokio::net::TcpStream, tls: Option<TlsAcceptor>, ses
         };
         let processed = process_message(message, &mut socket, session.clone(), session.clone(), session.clone(), copy.clone(), sessions.clone()).await;
         if let Err(e) = processed {
-            process_error(&mut socket, e, in_extended).await?;
+            // A fatal error (a failed sign-in) ends the connection with the error
+            // alone: pgwire's process_error would send ReadyForQuery first, which
+            // asyncpg takes for a protocol violation.
+            let info = ErrorInfo::from(e);
+            if info.is_fatal() {
+                socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await?;
+                break;
+            }
+            process_error(&mut socket, PgWireError::UserError(Box::new(info)), in_extended).await?;
         }
     }
     Ok(())
@@ -196,6 +206,7 @@ impl Sessions {
             described: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
             catalog: Mutex::new(None),
+            scram: tokio::sync::Mutex::new(None),
         });
         self.live.lock().expect("sessions lock").insert(pid, Arc::downgrade(&session));
         session
@@ -244,6 +255,27 @@ struct Session {
     /// The dataset's catalog in PostgreSQL's shape, made for the session's first
     /// catalog query.
     catalog: Mutex<Option<Arc<catalog::PgCatalog>>>,
+    /// A SCRAM-SHA-256 sign-in under way: its exchange, and the token's principal
+    /// once the client's proof checks out.
+    scram: tokio::sync::Mutex<Option<Scram>>,
+}
+
+/// One SCRAM exchange (pgwire's), for the token named as the user.
+struct Scram {
+    auth: ScramAuth,
+    state: SASLState,
+    principal: Principal,
+}
+
+/// The verifier pgwire's SCRAM checks the client's proof against.
+#[derive(Debug)]
+struct Verifier(pgwire::api::auth::Password);
+
+#[async_trait]
+impl pgwire::api::auth::AuthSource for Verifier {
+    async fn get_password(&self, _login: &pgwire::api::auth::LoginInfo) -> PgWireResult<pgwire::api::auth::Password> {
+        Ok(self.0.clone())
+    }
 }
 
 fn user_error(severity: &str, code: &str, message: impl Into<String>) -> PgWireError {
@@ -309,6 +341,11 @@ impl Session {
             .auth
             .resolve(header.as_deref())
             .map_err(|_| user_error("FATAL", "28P01", "password authentication failed: give an access token as the password"))?;
+        self.enter(database, principal)
+    }
+
+    /// Signs `principal` in to the dataset named as the database, if it may use it.
+    fn enter(&self, database: Option<&str>, principal: Principal) -> PgWireResult<()> {
         let database = database.unwrap_or_default();
         // Unknown and not allowed read the same, as on the HTTP API.
         self.engine
@@ -323,7 +360,7 @@ impl Session {
 impl StartupHandler for Session {
     async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -336,19 +373,56 @@ impl StartupHandler for Session {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 let database = client.metadata().get("database").cloned();
-                if self.engine.auth.required().unwrap_or(true) {
-                    client.set_state(PgWireConnectionState::AuthenticationInProgress);
-                    client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
-                } else {
+                if !self.engine.auth.required().unwrap_or(true) {
                     self.sign_in(database.as_deref(), None)?;
-                    finish_authentication(client, &parameters).await?;
+                    return finish_authentication(client, &parameters).await;
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                // A user naming a token (its id) that has a SCRAM verifier signs in
+                // with SCRAM-SHA-256; any other gives the token as the password.
+                let user = client.metadata().get("user").cloned().unwrap_or_default();
+                match self.engine.auth.store().scram(&user) {
+                    Some((verifier, principal)) => {
+                        let source = Verifier(pgwire::api::auth::Password::new(Some(verifier.salt), verifier.salted_password));
+                        let mut auth = ScramAuth::new(Arc::new(source));
+                        auth.set_iterations(crate::auth::store::SCRAM_ITERATIONS);
+                        *self.scram.lock().await = Some(Scram { auth, state: SASLState::Initial, principal });
+                        client.send(PgWireBackendMessage::Authentication(Authentication::SASL(vec!["SCRAM-SHA-256".into()]))).await?;
+                    }
+                    None => client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?,
                 }
             }
             PgWireFrontendMessage::PasswordMessageFamily(password) => {
-                let password = password.into_password()?;
                 let database = client.metadata().get("database").cloned();
-                self.sign_in(database.as_deref(), Some(&password.password))?;
-                finish_authentication(client, &parameters).await?;
+                let mut scram = self.scram.lock().await;
+                let Some(exchange) = scram.as_mut() else {
+                    let password = password.into_password()?;
+                    self.sign_in(database.as_deref(), Some(&password.password))?;
+                    return finish_authentication(client, &parameters).await;
+                };
+                let message = if matches!(exchange.state, SASLState::Initial) {
+                    let initial = password.into_sasl_initial_response()?;
+                    if initial.auth_method != "SCRAM-SHA-256" {
+                        return Err(PgWireError::UnsupportedSASLAuthMethod(initial.auth_method));
+                    }
+                    exchange.state = SASLState::ScramClientFirstReceived;
+                    pgwire::messages::startup::PasswordMessageFamily::SASLInitialResponse(initial)
+                } else {
+                    pgwire::messages::startup::PasswordMessageFamily::SASLResponse(password.into_sasl_response()?)
+                };
+                let (reply, state) = exchange
+                    .auth
+                    .process_scram_message(client, message, &exchange.state)
+                    .await
+                    .map_err(|_| user_error("FATAL", "28P01", "password authentication failed: SCRAM's proof does not match the token"))?;
+                client.send(PgWireBackendMessage::Authentication(reply)).await?;
+                exchange.state = state;
+                if matches!(exchange.state, SASLState::Finished) {
+                    let principal = exchange.principal.clone();
+                    *scram = None;
+                    self.enter(database.as_deref(), principal)?;
+                    finish_authentication(client, &parameters).await?;
+                }
             }
             _ => {}
         }
