@@ -13,7 +13,9 @@
 //! indexes and constraints, the joins of the dataset's description as foreign
 //! keys. It holds no data of the dataset, reaches no file (external access off,
 //! configuration locked), and runs only single `SELECT` statements (DuckDB's own
-//! parser decides), so a catalog query needs no other check.
+//! parser decides), so a catalog query needs no other check. It is built once per
+//! dataset (again when the dataset is reloaded) and shared by the sessions, each
+//! query on a connection of its own.
 //!
 //! [`is_catalog_query`] routes: a statement naming a catalog table, or calling a
 //! catalog function without naming a table of the dataset, is answered here.
@@ -29,6 +31,8 @@ use pgwire::{
 use postgres_types::Kind;
 use sqlparser::tokenizer::Token;
 use tag_types::DatasetInfo;
+
+use crate::catalog::Dataset;
 
 use super::{compat, params::{pg_type_of, tokens}, user_error};
 
@@ -146,7 +150,30 @@ fn column_type(duckdb_type: &str) -> (Type, i32) {
     (t, typmod)
 }
 
-/// The catalog database of one session's dataset.
+/// The catalogs built so far, by dataset name, with the dataset each was built
+/// from.
+#[derive(Default)]
+pub struct Catalogs {
+    built: Mutex<std::collections::HashMap<String, (Arc<Dataset>, Arc<PgCatalog>)>>,
+}
+
+impl Catalogs {
+    /// The catalog of `dataset`, built now if it was not yet, or was built from
+    /// what the dataset was before a reload.
+    pub fn get(&self, dataset: &Arc<Dataset>) -> PgWireResult<Arc<PgCatalog>> {
+        let mut built = self.built.lock().expect("catalogs lock");
+        if let Some((from, catalog)) = built.get(&dataset.info.name) {
+            if Arc::ptr_eq(from, dataset) {
+                return Ok(catalog.clone());
+            }
+        }
+        let catalog = Arc::new(PgCatalog::new(&dataset.info)?);
+        built.insert(dataset.info.name.clone(), (dataset.clone(), catalog.clone()));
+        Ok(catalog)
+    }
+}
+
+/// The catalog database of one dataset.
 pub struct PgCatalog {
     conn: Mutex<Connection>,
 }
@@ -161,9 +188,11 @@ const FIRST_OID: i64 = 16384;
 impl PgCatalog {
     pub fn new(info: &DatasetInfo) -> PgWireResult<PgCatalog> {
         let conn = Connection::open_in_memory().map_err(duck_error)?;
+        let started = std::time::Instant::now();
         conn.execute_batch(SCHEMA).map_err(duck_error)?;
         fill(&conn, info).map_err(duck_error)?;
         conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;").map_err(duck_error)?;
+        tracing::debug!(dataset = %info.name, ms = started.elapsed().as_millis() as u64, "pg: catalog built");
         Ok(PgCatalog { conn: Mutex::new(conn) })
     }
 
@@ -172,7 +201,7 @@ impl PgCatalog {
         let rewritten = compat::rewrite(sql)?;
         tracing::debug!(%sql, %rewritten, "pg: catalog query");
         let sql = rewritten;
-        let conn = self.conn.lock().expect("catalog lock");
+        let conn = self.conn.lock().expect("catalog lock").try_clone().map_err(duck_error)?;
         let serialized: String = conn.query_row(&format!("SELECT json_serialize_sql({})", crate::sql::quote_literal(&sql)), [], |row| row.get(0)).map_err(duck_error)?;
         let parsed: serde_json::Value = serde_json::from_str(&serialized).unwrap_or_default();
         let statements = parsed["statements"].as_array().map_or(0, Vec::len);

@@ -192,6 +192,7 @@ async fn connection(socket: tokio::net::TcpStream, tls: Option<TlsAcceptor>, ses
 struct Sessions {
     next_pid: AtomicI32,
     live: Mutex<HashMap<i32, Weak<Session>>>,
+    catalogs: Arc<catalog::Catalogs>,
 }
 
 impl Sessions {
@@ -205,7 +206,7 @@ impl Sessions {
             cancel: tokio::sync::Notify::new(),
             described: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
-            catalog: Mutex::new(None),
+            catalogs: self.catalogs.clone(),
             scram: tokio::sync::Mutex::new(None),
         });
         self.live.lock().expect("sessions lock").insert(pid, Arc::downgrade(&session));
@@ -252,9 +253,8 @@ struct Session {
     described: Mutex<HashMap<String, Response>>,
     /// Cursors declared in this session, by name.
     cursors: Mutex<HashMap<String, Cursor>>,
-    /// The dataset's catalog in PostgreSQL's shape, made for the session's first
-    /// catalog query.
-    catalog: Mutex<Option<Arc<catalog::PgCatalog>>>,
+    /// The datasets' catalogs in PostgreSQL's shape, shared by all sessions.
+    catalogs: Arc<catalog::Catalogs>,
     /// A SCRAM-SHA-256 sign-in under way: its exchange, and the token's principal
     /// once the client's proof checks out.
     scram: tokio::sync::Mutex<Option<Scram>>,
@@ -691,7 +691,7 @@ impl Session {
         read_arrow(&arrow.bytes)
     }
 
-    /// The session's catalog database when `sql` is a catalog query
+    /// The dataset's catalog database when `sql` is a catalog query
     /// ([`catalog::is_catalog_query`]) of the session's `dataset`.
     fn catalog_for(&self, dataset: &str, sql: &str) -> PgWireResult<Option<Arc<catalog::PgCatalog>>> {
         let (principal, _) = self.signed_in()?;
@@ -700,11 +700,7 @@ impl Session {
         if !catalog::is_catalog_query(sql, &tables) {
             return Ok(None);
         }
-        let mut slot = self.catalog.lock().expect("session lock");
-        if slot.is_none() {
-            *slot = Some(Arc::new(catalog::PgCatalog::new(&dataset.info)?));
-        }
-        Ok(slot.clone())
+        Ok(Some(self.catalogs.get(&dataset)?))
     }
 
     /// `DECLARE` runs the query and keeps its result; `FETCH` returns the next rows
