@@ -84,6 +84,10 @@ async def with_asyncpg():
         seen["asyncpg_portal"] = sizes
     row = await conn.fetchrow("SELECT TIMESTAMPTZ '2020-01-02 03:04:05+00' AS tz, 1.5::DECIMAL(10,2) AS d, ['a', 'b'] AS tl, 42::TINYINT AS ti")
     seen["asyncpg_types"] = [repr(v) for v in row]
+    # Arrays of integers, booleans, floats and dates: asyncpg looks their types up
+    # with its introspection query (over the catalog) before it decodes them.
+    row = await conn.fetchrow("SELECT [1, 2, 3] AS i, [2::BIGINT] AS l, [true] AS b, [1.5::DOUBLE] AS f, [DATE '2020-01-01'] AS d")
+    seen["asyncpg_arrays"] = [repr(v) for v in row]
     try:
         await conn.fetch("SELECT * FROM no_such_table WHERE x = $1", 1)
     except asyncpg.PostgresError as e:

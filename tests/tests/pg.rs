@@ -374,6 +374,7 @@ async fn python_drivers_bind_parameters_read_binary_page_through_cursors_and_fee
     ]);
     assert_eq!(seen["psycopg_types_text"], expected);
     assert_eq!(seen["psycopg_types_binary"], expected);
+    assert_eq!(seen["asyncpg_arrays"], serde_json::json!(["[1, 2, 3]", "[2]", "[True]", "[1.5]", "[datetime.date(2020, 1, 1)]"]));
     assert_eq!(seen["asyncpg_types"], serde_json::json!(["datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)", "Decimal('1.50')", "['a', 'b']", "42"]));
 
     // asyncpg: parameter types inferred from the columns and casts, binary results.

@@ -1,99 +1,100 @@
 -- The PostgreSQL-shaped system catalog of one dataset, as drivers and BI tools
 -- query it (pg/catalog.rs fills the rows). Column names and order are
--- PostgreSQL 16's; oids are BIGINT. The tables live in `main`, so an unqualified
+-- PostgreSQL 16's; oids are UINTEGER (PostgreSQL's are unsigned 32-bit; they
+-- go to clients as type oid). The tables live in `main`, so an unqualified
 -- name finds them before DuckDB's own pg_catalog views, and pg/compat.rs drops
 -- the `pg_catalog.` qualifier and turns `information_schema.x` into
 -- `information_schema_x`.
 
-CREATE TYPE regclass AS BIGINT;
-CREATE TYPE regtype AS BIGINT;
+CREATE TYPE regclass AS UINTEGER;
+CREATE TYPE regtype AS UINTEGER;
 CREATE TYPE regproc AS VARCHAR;
 CREATE TYPE regprocedure AS VARCHAR;
-CREATE TYPE regnamespace AS BIGINT;
-CREATE TYPE regrole AS BIGINT;
-CREATE TYPE xid AS BIGINT;
+CREATE TYPE regnamespace AS UINTEGER;
+CREATE TYPE regrole AS UINTEGER;
+CREATE TYPE xid AS UINTEGER;
 CREATE TYPE "name" AS VARCHAR;
 CREATE TYPE int2vector AS VARCHAR;
 CREATE TYPE oidvector AS VARCHAR;
 CREATE TYPE pg_node_tree AS VARCHAR;
 CREATE TYPE aclitem AS VARCHAR;
 
-CREATE TABLE pg_namespace (oid BIGINT, nspname VARCHAR, nspowner BIGINT, nspacl VARCHAR[]);
+CREATE TABLE pg_namespace (oid UINTEGER, nspname VARCHAR, nspowner UINTEGER, nspacl VARCHAR[]);
 INSERT INTO pg_namespace VALUES (11, 'pg_catalog', 10, NULL), (2200, 'main', 10, NULL), (13000, 'information_schema', 10, NULL);
 
 CREATE TABLE pg_class (
-    oid BIGINT, relname VARCHAR, relnamespace BIGINT, reltype BIGINT, reloftype BIGINT, relowner BIGINT, relam BIGINT,
-    relfilenode BIGINT, reltablespace BIGINT, relpages INTEGER, reltuples REAL, relallvisible INTEGER, reltoastrelid BIGINT,
+    oid UINTEGER, relname VARCHAR, relnamespace UINTEGER, reltype UINTEGER, reloftype UINTEGER, relowner UINTEGER, relam UINTEGER,
+    relfilenode UINTEGER, reltablespace UINTEGER, relpages INTEGER, reltuples REAL, relallvisible INTEGER, reltoastrelid UINTEGER,
     relhasindex BOOLEAN, relisshared BOOLEAN, relpersistence VARCHAR, relkind VARCHAR, relnatts SMALLINT, relchecks SMALLINT,
     relhasrules BOOLEAN, relhastriggers BOOLEAN, relhassubclass BOOLEAN, relrowsecurity BOOLEAN, relforcerowsecurity BOOLEAN,
-    relispopulated BOOLEAN, relreplident VARCHAR, relispartition BOOLEAN, relrewrite BIGINT, relfrozenxid BIGINT,
-    relminmxid BIGINT, relacl VARCHAR[], reloptions VARCHAR[], relpartbound VARCHAR
+    relispopulated BOOLEAN, relreplident VARCHAR, relispartition BOOLEAN, relrewrite UINTEGER, relfrozenxid UINTEGER,
+    relminmxid UINTEGER, relacl VARCHAR[], reloptions VARCHAR[], relpartbound VARCHAR
 );
 
 CREATE TABLE pg_attribute (
-    attrelid BIGINT, attname VARCHAR, atttypid BIGINT, attlen SMALLINT, attnum SMALLINT, attcacheoff INTEGER,
+    attrelid UINTEGER, attname VARCHAR, atttypid UINTEGER, attlen SMALLINT, attnum SMALLINT, attcacheoff INTEGER,
     atttypmod INTEGER, attndims SMALLINT, attbyval BOOLEAN, attalign VARCHAR, attstorage VARCHAR, attcompression VARCHAR,
     attnotnull BOOLEAN, atthasdef BOOLEAN, atthasmissing BOOLEAN, attidentity VARCHAR, attgenerated VARCHAR,
-    attisdropped BOOLEAN, attislocal BOOLEAN, attinhcount SMALLINT, attstattarget SMALLINT, attcollation BIGINT,
+    attisdropped BOOLEAN, attislocal BOOLEAN, attinhcount SMALLINT, attstattarget SMALLINT, attcollation UINTEGER,
     attacl VARCHAR[], attoptions VARCHAR[], attfdwoptions VARCHAR[], attmissingval VARCHAR
 );
 
 CREATE TABLE pg_type (
-    oid BIGINT, typname VARCHAR, typnamespace BIGINT, typowner BIGINT, typlen SMALLINT, typbyval BOOLEAN, typtype VARCHAR,
-    typcategory VARCHAR, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim VARCHAR, typrelid BIGINT,
-    typsubscript VARCHAR, typelem BIGINT, typarray BIGINT, typinput VARCHAR, typoutput VARCHAR, typreceive VARCHAR,
+    oid UINTEGER, typname VARCHAR, typnamespace UINTEGER, typowner UINTEGER, typlen SMALLINT, typbyval BOOLEAN, typtype VARCHAR,
+    typcategory VARCHAR, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim VARCHAR, typrelid UINTEGER,
+    typsubscript VARCHAR, typelem UINTEGER, typarray UINTEGER, typinput VARCHAR, typoutput VARCHAR, typreceive VARCHAR,
     typsend VARCHAR, typmodin VARCHAR, typmodout VARCHAR, typanalyze VARCHAR, typalign VARCHAR, typstorage VARCHAR,
-    typnotnull BOOLEAN, typbasetype BIGINT, typtypmod INTEGER, typndims INTEGER, typcollation BIGINT, typdefaultbin VARCHAR,
+    typnotnull BOOLEAN, typbasetype UINTEGER, typtypmod INTEGER, typndims INTEGER, typcollation UINTEGER, typdefaultbin VARCHAR,
     typdefault VARCHAR, typacl VARCHAR[]
 );
 
 -- format_type()'s spelling of each type (not a PostgreSQL table).
-CREATE TABLE tag_type_display (oid BIGINT, display VARCHAR);
+CREATE TABLE tag_type_display (oid UINTEGER, display VARCHAR);
 
 CREATE TABLE pg_index (
-    indexrelid BIGINT, indrelid BIGINT, indnatts SMALLINT, indnkeyatts SMALLINT, indisunique BOOLEAN,
+    indexrelid UINTEGER, indrelid UINTEGER, indnatts SMALLINT, indnkeyatts SMALLINT, indisunique BOOLEAN,
     indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN, indisclustered BOOLEAN,
     indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN,
-    indkey SMALLINT[], indcollation BIGINT[], indclass BIGINT[], indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR
+    indkey SMALLINT[], indcollation UINTEGER[], indclass UINTEGER[], indoption SMALLINT[], indexprs VARCHAR, indpred VARCHAR
 );
 
 CREATE TABLE pg_constraint (
-    oid BIGINT, conname VARCHAR, connamespace BIGINT, contype VARCHAR, condeferrable BOOLEAN, condeferred BOOLEAN,
-    convalidated BOOLEAN, conrelid BIGINT, contypid BIGINT, conindid BIGINT, conparentid BIGINT, confrelid BIGINT,
+    oid UINTEGER, conname VARCHAR, connamespace UINTEGER, contype VARCHAR, condeferrable BOOLEAN, condeferred BOOLEAN,
+    convalidated BOOLEAN, conrelid UINTEGER, contypid UINTEGER, conindid UINTEGER, conparentid UINTEGER, confrelid UINTEGER,
     confupdtype VARCHAR, confdeltype VARCHAR, confmatchtype VARCHAR, conislocal BOOLEAN, coninhcount SMALLINT,
-    connoinherit BOOLEAN, conkey SMALLINT[], confkey SMALLINT[], conpfeqop BIGINT[], conppeqop BIGINT[], conffeqop BIGINT[],
-    confdelsetcols SMALLINT[], conexclop BIGINT[], conbin VARCHAR
+    connoinherit BOOLEAN, conkey SMALLINT[], confkey SMALLINT[], conpfeqop UINTEGER[], conppeqop UINTEGER[], conffeqop UINTEGER[],
+    confdelsetcols SMALLINT[], conexclop UINTEGER[], conbin VARCHAR
 );
 
 -- pg_get_constraintdef() and pg_get_indexdef() of each constraint and index.
-CREATE TABLE tag_definitions (oid BIGINT, definition VARCHAR);
+CREATE TABLE tag_definitions (oid UINTEGER, definition VARCHAR);
 
-CREATE TABLE pg_description (objoid BIGINT, classoid BIGINT, objsubid INTEGER, description VARCHAR);
+CREATE TABLE pg_description (objoid UINTEGER, classoid UINTEGER, objsubid INTEGER, description VARCHAR);
 
-CREATE TABLE pg_am (oid BIGINT, amname VARCHAR, amhandler VARCHAR, amtype VARCHAR);
+CREATE TABLE pg_am (oid UINTEGER, amname VARCHAR, amhandler VARCHAR, amtype VARCHAR);
 INSERT INTO pg_am VALUES (2, 'heap', 'heap_tableam_handler', 't'), (403, 'btree', 'bthandler', 'i');
 
 CREATE TABLE pg_database (
-    oid BIGINT, datname VARCHAR, datdba BIGINT, encoding INTEGER, datlocprovider VARCHAR, datistemplate BOOLEAN,
-    datallowconn BOOLEAN, datconnlimit INTEGER, datfrozenxid BIGINT, datminmxid BIGINT, dattablespace BIGINT,
+    oid UINTEGER, datname VARCHAR, datdba UINTEGER, encoding INTEGER, datlocprovider VARCHAR, datistemplate BOOLEAN,
+    datallowconn BOOLEAN, datconnlimit INTEGER, datfrozenxid UINTEGER, datminmxid UINTEGER, dattablespace UINTEGER,
     datcollate VARCHAR, datctype VARCHAR, daticulocale VARCHAR, daticurules VARCHAR, datcollversion VARCHAR, datacl VARCHAR[]
 );
 
 CREATE TABLE pg_roles (
     rolname VARCHAR, rolsuper BOOLEAN, rolinherit BOOLEAN, rolcreaterole BOOLEAN, rolcreatedb BOOLEAN, rolcanlogin BOOLEAN,
     rolreplication BOOLEAN, rolconnlimit INTEGER, rolpassword VARCHAR, rolvaliduntil TIMESTAMPTZ, rolbypassrls BOOLEAN,
-    rolconfig VARCHAR[], oid BIGINT
+    rolconfig VARCHAR[], oid UINTEGER
 );
 INSERT INTO pg_roles VALUES ('tag-server', false, true, false, false, true, false, -1, '********', NULL, false, NULL, 10);
 CREATE VIEW pg_authid AS SELECT * FROM pg_roles;
 CREATE VIEW pg_user AS SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper,
     rolreplication AS userepl, rolbypassrls AS usebypassrls, rolpassword AS passwd, rolvaliduntil AS valuntil, rolconfig AS useconfig FROM pg_roles;
 
-CREATE TABLE pg_tablespace (oid BIGINT, spcname VARCHAR, spcowner BIGINT, spcacl VARCHAR[], spcoptions VARCHAR[]);
+CREATE TABLE pg_tablespace (oid UINTEGER, spcname VARCHAR, spcowner UINTEGER, spcacl VARCHAR[], spcoptions VARCHAR[]);
 INSERT INTO pg_tablespace VALUES (1663, 'pg_default', 10, NULL, NULL);
 
 CREATE TABLE pg_collation (
-    oid BIGINT, collname VARCHAR, collnamespace BIGINT, collowner BIGINT, collprovider VARCHAR, collisdeterministic BOOLEAN,
+    oid UINTEGER, collname VARCHAR, collnamespace UINTEGER, collowner UINTEGER, collprovider VARCHAR, collisdeterministic BOOLEAN,
     collencoding INTEGER, collcollate VARCHAR, collctype VARCHAR, colliculocale VARCHAR, collicurules VARCHAR, collversion VARCHAR
 );
 INSERT INTO pg_collation VALUES (100, 'default', 11, 10, 'd', true, -1, NULL, NULL, NULL, NULL, NULL);
@@ -104,35 +105,35 @@ CREATE TABLE pg_settings (name VARCHAR, setting VARCHAR, unit VARCHAR, category 
 
 -- Catalogs this server has nothing in: no rules, triggers, policies, partitions,
 -- inheritance, publications, extended statistics, sequences, functions, ...
-CREATE TABLE pg_inherits (inhrelid BIGINT, inhparent BIGINT, inhseqno INTEGER, inhdetachpending BOOLEAN);
-CREATE TABLE pg_partitioned_table (partrelid BIGINT, partstrat VARCHAR, partnatts SMALLINT, partdefid BIGINT, partattrs SMALLINT[]);
-CREATE TABLE pg_attrdef (oid BIGINT, adrelid BIGINT, adnum SMALLINT, adbin VARCHAR);
-CREATE TABLE pg_trigger (oid BIGINT, tgrelid BIGINT, tgparentid BIGINT, tgname VARCHAR, tgfoid BIGINT, tgtype SMALLINT,
-    tgenabled VARCHAR, tgisinternal BOOLEAN, tgconstrrelid BIGINT, tgconstrindid BIGINT, tgconstraint BIGINT);
-CREATE TABLE pg_rewrite (oid BIGINT, rulename VARCHAR, ev_class BIGINT, ev_type VARCHAR, ev_enabled VARCHAR, is_instead BOOLEAN);
-CREATE TABLE pg_policy (oid BIGINT, polname VARCHAR, polrelid BIGINT, polcmd VARCHAR, polpermissive BOOLEAN, polroles BIGINT[], polqual VARCHAR, polwithcheck VARCHAR);
-CREATE TABLE pg_statistic_ext (oid BIGINT, stxrelid BIGINT, stxname VARCHAR, stxnamespace BIGINT, stxowner BIGINT,
+CREATE TABLE pg_inherits (inhrelid UINTEGER, inhparent UINTEGER, inhseqno INTEGER, inhdetachpending BOOLEAN);
+CREATE TABLE pg_partitioned_table (partrelid UINTEGER, partstrat VARCHAR, partnatts SMALLINT, partdefid UINTEGER, partattrs SMALLINT[]);
+CREATE TABLE pg_attrdef (oid UINTEGER, adrelid UINTEGER, adnum SMALLINT, adbin VARCHAR);
+CREATE TABLE pg_trigger (oid UINTEGER, tgrelid UINTEGER, tgparentid UINTEGER, tgname VARCHAR, tgfoid UINTEGER, tgtype SMALLINT,
+    tgenabled VARCHAR, tgisinternal BOOLEAN, tgconstrrelid UINTEGER, tgconstrindid UINTEGER, tgconstraint UINTEGER);
+CREATE TABLE pg_rewrite (oid UINTEGER, rulename VARCHAR, ev_class UINTEGER, ev_type VARCHAR, ev_enabled VARCHAR, is_instead BOOLEAN);
+CREATE TABLE pg_policy (oid UINTEGER, polname VARCHAR, polrelid UINTEGER, polcmd VARCHAR, polpermissive BOOLEAN, polroles UINTEGER[], polqual VARCHAR, polwithcheck VARCHAR);
+CREATE TABLE pg_statistic_ext (oid UINTEGER, stxrelid UINTEGER, stxname VARCHAR, stxnamespace UINTEGER, stxowner UINTEGER,
     stxstattarget INTEGER, stxkeys SMALLINT[], stxkind VARCHAR[], stxexprs VARCHAR);
-CREATE TABLE pg_statistic_ext_data (stxoid BIGINT, stxdinherit BOOLEAN);
-CREATE TABLE pg_publication (oid BIGINT, pubname VARCHAR, pubowner BIGINT, puballtables BOOLEAN, pubinsert BOOLEAN,
+CREATE TABLE pg_statistic_ext_data (stxoid UINTEGER, stxdinherit BOOLEAN);
+CREATE TABLE pg_publication (oid UINTEGER, pubname VARCHAR, pubowner UINTEGER, puballtables BOOLEAN, pubinsert BOOLEAN,
     pubupdate BOOLEAN, pubdelete BOOLEAN, pubtruncate BOOLEAN, pubviaroot BOOLEAN);
-CREATE TABLE pg_publication_rel (oid BIGINT, prpubid BIGINT, prrelid BIGINT, prqual VARCHAR, prattrs SMALLINT[]);
-CREATE TABLE pg_publication_namespace (oid BIGINT, pnpubid BIGINT, pnnspid BIGINT);
-CREATE TABLE pg_sequence (seqrelid BIGINT, seqtypid BIGINT, seqstart BIGINT, seqincrement BIGINT, seqmax BIGINT, seqmin BIGINT, seqcache BIGINT, seqcycle BOOLEAN);
-CREATE TABLE pg_depend (classid BIGINT, objid BIGINT, objsubid INTEGER, refclassid BIGINT, refobjid BIGINT, refobjsubid INTEGER, deptype VARCHAR);
-CREATE TABLE pg_foreign_table (ftrelid BIGINT, ftserver BIGINT, ftoptions VARCHAR[]);
-CREATE TABLE pg_extension (oid BIGINT, extname VARCHAR, extowner BIGINT, extnamespace BIGINT, extrelocatable BOOLEAN, extversion VARCHAR);
-CREATE TABLE pg_enum (oid BIGINT, enumtypid BIGINT, enumsortorder REAL, enumlabel VARCHAR);
-CREATE TABLE pg_range (rngtypid BIGINT, rngsubtype BIGINT, rngmultitypid BIGINT);
-CREATE TABLE pg_event_trigger (oid BIGINT, evtname VARCHAR, evtevent VARCHAR);
+CREATE TABLE pg_publication_rel (oid UINTEGER, prpubid UINTEGER, prrelid UINTEGER, prqual VARCHAR, prattrs SMALLINT[]);
+CREATE TABLE pg_publication_namespace (oid UINTEGER, pnpubid UINTEGER, pnnspid UINTEGER);
+CREATE TABLE pg_sequence (seqrelid UINTEGER, seqtypid UINTEGER, seqstart BIGINT, seqincrement BIGINT, seqmax BIGINT, seqmin BIGINT, seqcache BIGINT, seqcycle BOOLEAN);
+CREATE TABLE pg_depend (classid UINTEGER, objid UINTEGER, objsubid INTEGER, refclassid UINTEGER, refobjid UINTEGER, refobjsubid INTEGER, deptype VARCHAR);
+CREATE TABLE pg_foreign_table (ftrelid UINTEGER, ftserver UINTEGER, ftoptions VARCHAR[]);
+CREATE TABLE pg_extension (oid UINTEGER, extname VARCHAR, extowner UINTEGER, extnamespace UINTEGER, extrelocatable BOOLEAN, extversion VARCHAR);
+CREATE TABLE pg_enum (oid UINTEGER, enumtypid UINTEGER, enumsortorder REAL, enumlabel VARCHAR);
+CREATE TABLE pg_range (rngtypid UINTEGER, rngsubtype UINTEGER, rngmultitypid UINTEGER);
+CREATE TABLE pg_event_trigger (oid UINTEGER, evtname VARCHAR, evtevent VARCHAR);
 CREATE TABLE pg_matviews (schemaname VARCHAR, matviewname VARCHAR, matviewowner VARCHAR, definition VARCHAR);
-CREATE TABLE pg_proc (oid BIGINT, proname VARCHAR, pronamespace BIGINT, proowner BIGINT, prolang BIGINT, prokind VARCHAR,
-    prorettype BIGINT, proargtypes VARCHAR, proretset BOOLEAN, prosrc VARCHAR);
-CREATE TABLE pg_operator (oid BIGINT, oprname VARCHAR, oprnamespace BIGINT, oprleft BIGINT, oprright BIGINT, oprresult BIGINT);
-CREATE TABLE pg_cast (oid BIGINT, castsource BIGINT, casttarget BIGINT, castfunc BIGINT, castcontext VARCHAR, castmethod VARCHAR);
-CREATE TABLE pg_language (oid BIGINT, lanname VARCHAR, lanowner BIGINT, lanispl BOOLEAN, lanpltrusted BOOLEAN);
-CREATE TABLE pg_shdescription (objoid BIGINT, classoid BIGINT, description VARCHAR);
-CREATE TABLE pg_stat_activity (datid BIGINT, datname VARCHAR, pid INTEGER, usename VARCHAR, application_name VARCHAR, state VARCHAR, query VARCHAR);
+CREATE TABLE pg_proc (oid UINTEGER, proname VARCHAR, pronamespace UINTEGER, proowner UINTEGER, prolang UINTEGER, prokind VARCHAR,
+    prorettype UINTEGER, proargtypes VARCHAR, proretset BOOLEAN, prosrc VARCHAR);
+CREATE TABLE pg_operator (oid UINTEGER, oprname VARCHAR, oprnamespace UINTEGER, oprleft UINTEGER, oprright UINTEGER, oprresult UINTEGER);
+CREATE TABLE pg_cast (oid UINTEGER, castsource UINTEGER, casttarget UINTEGER, castfunc UINTEGER, castcontext VARCHAR, castmethod VARCHAR);
+CREATE TABLE pg_language (oid UINTEGER, lanname VARCHAR, lanowner UINTEGER, lanispl BOOLEAN, lanpltrusted BOOLEAN);
+CREATE TABLE pg_shdescription (objoid UINTEGER, classoid UINTEGER, description VARCHAR);
+CREATE TABLE pg_stat_activity (datid UINTEGER, datname VARCHAR, pid INTEGER, usename VARCHAR, application_name VARCHAR, state VARCHAR, query VARCHAR);
 
 CREATE VIEW pg_tables AS
     SELECT n.nspname AS schemaname, c.relname AS tablename, 'tag-server' AS tableowner, NULL::VARCHAR AS tablespace,
@@ -274,24 +275,24 @@ CREATE VIEW information_schema_routines AS
         NULL::VARCHAR AS routine_type, NULL::VARCHAR AS data_type WHERE false;
 CREATE MACRO pg_relation_is_publishable(relation) AS false;
 -- No partitions: a table is its own only ancestor and root.
-CREATE MACRO pg_partition_ancestors(relation) AS CAST(relation AS BIGINT);
-CREATE MACRO pg_partition_root(relation) AS CAST(relation AS BIGINT);
+CREATE MACRO pg_partition_ancestors(relation) AS CAST(relation AS UINTEGER);
+CREATE MACRO pg_partition_root(relation) AS CAST(relation AS UINTEGER);
 -- As a table (`WITH ORDINALITY AS a(relid, depth)`: DuckDB adds no ordinality
 -- column to a table macro, so the depth is its own).
-CREATE MACRO pg_partition_ancestors(relation) AS TABLE SELECT CAST(relation AS BIGINT) AS relid, 1 AS depth;
+CREATE MACRO pg_partition_ancestors(relation) AS TABLE SELECT CAST(relation AS UINTEGER) AS relid, 1 AS depth;
 -- A regclass (pg/compat.rs rewrites the casts): a relation's oid from its name
 -- (optionally schema-qualified or quoted) or its number, and its name.
 CREATE MACRO tag_regclass(relation) AS
-    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS BIGINT)
+    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS UINTEGER)
         ELSE (SELECT oid FROM pg_class WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2')) END;
 CREATE MACRO tag_regclass_name(relation) AS coalesce((SELECT relname FROM pg_class WHERE oid = relation), CAST(relation AS VARCHAR));
 -- The system catalogs' own oids (classoid in pg_description, 'pg_class'::regclass).
-CREATE TABLE tag_system_relations (relname VARCHAR, oid BIGINT);
+CREATE TABLE tag_system_relations (relname VARCHAR, oid UINTEGER);
 INSERT INTO tag_system_relations VALUES ('pg_class', 1259), ('pg_attribute', 1249), ('pg_type', 1247), ('pg_proc', 1255),
     ('pg_namespace', 2615), ('pg_constraint', 2606), ('pg_index', 2610), ('pg_database', 1262), ('pg_description', 2609),
     ('pg_trigger', 2620), ('pg_rewrite', 2618), ('pg_am', 2601), ('pg_authid', 1260), ('pg_roles', 1260);
 CREATE OR REPLACE MACRO tag_regclass(relation) AS
-    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS BIGINT)
+    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS UINTEGER)
         ELSE coalesce(
             (SELECT oid FROM pg_class WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2')),
             (SELECT oid FROM tag_system_relations WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2'))) END;
@@ -312,9 +313,9 @@ INSERT INTO pg_settings (name, setting, context, vartype, source, boot_val, rese
     ('default_transaction_read_only', 'on', 'user', 'bool', 'default', 'on', 'on'),
     ('transaction_read_only', 'on', 'user', 'bool', 'default', 'on', 'on'),
     ('max_connections', '100', 'postmaster', 'integer', 'default', '100', '100');
-CREATE TABLE pg_opclass (oid BIGINT, opcmethod BIGINT, opcname VARCHAR, opcnamespace BIGINT, opcowner BIGINT, opcfamily BIGINT,
-    opcintype BIGINT, opcdefault BOOLEAN, opckeytype BIGINT);
-CREATE TABLE pg_opfamily (oid BIGINT, opfmethod BIGINT, opfname VARCHAR, opfnamespace BIGINT, opfowner BIGINT);
+CREATE TABLE pg_opclass (oid UINTEGER, opcmethod UINTEGER, opcname VARCHAR, opcnamespace UINTEGER, opcowner UINTEGER, opcfamily UINTEGER,
+    opcintype UINTEGER, opcdefault BOOLEAN, opckeytype UINTEGER);
+CREATE TABLE pg_opfamily (oid UINTEGER, opfmethod UINTEGER, opfname VARCHAR, opfnamespace UINTEGER, opfowner UINTEGER);
 INSERT INTO pg_settings (name, setting, context, vartype, source, boot_val, reset_val) VALUES
     ('default_table_access_method', 'heap', 'user', 'string', 'default', 'heap', 'heap'),
     ('server_version', '16.0', 'internal', 'string', 'default', '16.0', '16.0'),

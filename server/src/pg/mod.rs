@@ -438,14 +438,15 @@ fn field(name: &str, datatype: Type, format: &Format, i: usize) -> FieldInfo {
 /// nearest one it does. DuckDB names the zone of a `TIMESTAMPTZ` (`Etc/UTC`) where
 /// arrow-pg takes only offsets (the values are instants either way, so this
 /// relabels them and changes none); a `TINYINT` would go as PostgreSQL's one-byte
-/// `"char"`, so it goes as `int2`; what arrow-pg cannot encode at all (intervals,
+/// `"char"`, so it goes as `int2`; a `UINTEGER` as `int8` (arrow-pg's `int4` does
+/// not hold it, and `oid` is for the catalog's, see [`pg_fields`]); what arrow-pg cannot encode at all (intervals,
 /// maps, unions, ...) or encodes wrong (a `TIME` comes out NULL) goes as its text.
 fn wire_type(data_type: &arrow::datatypes::DataType) -> arrow::datatypes::DataType {
     use arrow::datatypes::DataType::*;
     let encodable = |t: &arrow::datatypes::DataType| {
         matches!(
             t,
-            Null | Boolean | Int16 | Int32 | Int64 | UInt16 | UInt32 | UInt64 | Float32 | Float64 | Utf8 | LargeUtf8 | Utf8View | Date32 | Date64
+            Null | Boolean | Int16 | Int32 | Int64 | UInt16 | UInt64 | Float32 | Float64 | Utf8 | LargeUtf8 | Utf8View | Date32 | Date64
                 | Decimal128(_, _) | Binary | LargeBinary | BinaryView
         )
     };
@@ -453,6 +454,7 @@ fn wire_type(data_type: &arrow::datatypes::DataType) -> arrow::datatypes::DataTy
         Timestamp(unit, Some(tz)) if !tz.starts_with(['+', '-']) => Timestamp(*unit, Some("+00:00".into())),
         Timestamp(_, _) => data_type.clone(),
         Int8 | UInt8 => Int16,
+        UInt32 => Int64,
         // arrow-pg encodes no list of decimals.
         List(item) | LargeList(item) | FixedSizeList(item, _) if encodable(item.data_type()) && !matches!(item.data_type(), Decimal128(_, _)) => data_type.clone(),
         t if encodable(t) => t.clone(),
@@ -490,9 +492,28 @@ fn read_arrow(bytes: &[u8]) -> PgWireResult<(Arc<Schema>, Vec<RecordBatch>)> {
     Ok((relabelled, batches))
 }
 
+/// The row description of `schema`: arrow-pg's, except that a `UInt32` column is
+/// an `oid` (and a list of them an `oid[]`). Only the catalog's oid columns are
+/// `UInt32` here ([`wire_type`] sends a dataset's as `int8`); clients such as
+/// asyncpg read their type introspection's answer only with those types.
+fn pg_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    use arrow::datatypes::DataType::{List, UInt32};
+    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format)?;
+    Ok(fields
+        .into_iter()
+        .zip(schema.fields())
+        .enumerate()
+        .map(|(i, (info, field))| match field.data_type() {
+            UInt32 => FieldInfo::new(info.name().into(), None, None, Type::OID, format.format_for(i)),
+            List(item) if item.data_type() == &UInt32 => FieldInfo::new(info.name().into(), None, None, Type::OID_ARRAY, format.format_for(i)),
+            _ => info,
+        })
+        .collect())
+}
+
 /// Rows as a query response, in the client's formats.
 fn rows_response(schema: &Schema, batches: impl IntoIterator<Item = RecordBatch>, format: &Format) -> PgWireResult<Response> {
-    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format)?);
+    let fields = Arc::new(pg_fields(schema, format)?);
     let mut rows = Vec::new();
     for batch in batches {
         rows.extend(arrow_pg::datatypes::encode_recordbatch(fields.clone(), batch));
@@ -511,7 +532,7 @@ impl Cursor {
     /// The cursor's columns, in its format (binary for a `BINARY` cursor).
     fn fields(&self) -> PgWireResult<Vec<FieldInfo>> {
         let format = if self.binary { Format::UnifiedBinary } else { Format::UnifiedText };
-        arrow_pg::datatypes::arrow_schema_to_pg_fields(&self.schema, &format)
+        pg_fields(&self.schema, &format)
     }
 
     /// The next `count` rows (all that are left for `None`).
@@ -780,12 +801,15 @@ impl Session {
         let dataset = self.engine.dataset_for(&principal, &dataset).map_err(to_pg)?;
         let nulls = vec!["NULL".to_string(); parameters.len()];
         let planned = if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? };
+        // The catalog's columns go as they are (its oids as oid); a dataset's as their wire types.
         let schema = match self.catalog_for(&dataset.info.name, &planned)? {
             Some(catalog) => tokio::task::spawn_blocking(move || catalog.query(&planned)).await.map_err(|e| PgWireError::ApiError(Box::new(e)))??.0,
-            None => self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?,
+            None => {
+                let schema = self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?;
+                wire_schema(&schema).map(Arc::new).unwrap_or(schema)
+            }
         };
-        let schema = wire_schema(&schema).unwrap_or_else(|| schema.as_ref().clone());
-        let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(&schema, &Format::UnifiedText)?;
+        let fields = pg_fields(&schema, &Format::UnifiedText)?;
         Ok(DescribeStatementResponse::new(parameters, fields))
     }
 }
@@ -934,6 +958,7 @@ mod tests {
         use arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
         assert_eq!(wire_type(&DataType::Timestamp(TimeUnit::Microsecond, Some("Etc/UTC".into()))), DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())));
         assert_eq!(wire_type(&DataType::Int8), DataType::Int16);
+        assert_eq!(wire_type(&DataType::UInt32), DataType::Int64);
         assert_eq!(wire_type(&DataType::Interval(IntervalUnit::MonthDayNano)), DataType::Utf8);
         assert_eq!(wire_type(&DataType::Time64(TimeUnit::Microsecond)), DataType::Utf8);
         let list = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));

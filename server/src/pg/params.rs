@@ -57,6 +57,7 @@ pub fn pg_type_of(duckdb: &str) -> Type {
             Type::FLOAT4 => Type::FLOAT4_ARRAY,
             Type::FLOAT8 => Type::FLOAT8_ARRAY,
             Type::BOOL => Type::BOOL_ARRAY,
+            Type::OID => Type::OID_ARRAY,
             _ => Type::TEXT_ARRAY,
         };
     }
@@ -69,6 +70,9 @@ pub fn pg_type_of(duckdb: &str) -> Type {
         "FLOAT" | "FLOAT4" | "REAL" => Type::FLOAT4,
         "DECIMAL" | "NUMERIC" => Type::NUMERIC,
         "BOOLEAN" | "BOOL" | "LOGICAL" => Type::BOOL,
+        // A cast's type (`$1::oid[]`, asyncpg's type introspection); a regclass
+        // parameter stays text: it is a relation's name.
+        "OID" => Type::OID,
         "DATE" => Type::DATE,
         "TIME" => Type::TIME,
         "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => Type::TIMESTAMPTZ,
@@ -348,5 +352,6 @@ mod tests {
         assert_eq!(pg_type_of("BIGINT[]"), Type::INT8_ARRAY);
         assert_eq!(pg_type_of("TIMESTAMP WITH TIME ZONE"), Type::TIMESTAMPTZ);
         assert_eq!(pg_type_of("VARCHAR"), Type::TEXT);
+        assert_eq!(pg_type_of("oid[]"), Type::OID_ARRAY, "a cast of a parameter to oid[]");
     }
 }
