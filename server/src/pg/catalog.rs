@@ -6,9 +6,8 @@
 //! `pg_type`, `pg_index`, `pg_constraint`, `pg_description`, `information_schema`
 //! and its functions (`format_type`, `pg_get_constraintdef`, ...). DuckDB's own
 //! `pg_catalog` views answer with DuckDB's type names and oids, without keys or
-//! comments, and lack many of the tables and functions. So each session that
-//! asks gets a small in-memory DuckDB database holding only the catalog of its
-//! dataset, in PostgreSQL's shape ([`catalog.sql`](catalog.sql)): the tables with
+//! comments, and lack many of the tables and functions. So each dataset gets a
+//! small in-memory DuckDB database holding only its catalog, in PostgreSQL's shape ([`catalog.sql`](catalog.sql)): the tables with
 //! their comments, the columns with PostgreSQL types, the primary keys as unique
 //! indexes and constraints, the joins of the dataset's description as foreign
 //! keys. It holds no data of the dataset, reaches no file (external access off,
@@ -24,10 +23,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::{array::RecordBatch, datatypes::Schema};
 use duckdb::{params, Connection};
-use pgwire::{
-    api::Type,
-    error::PgWireResult,
-};
+use pgwire::{api::Type, error::PgWireResult};
 use postgres_types::Kind;
 use sqlparser::tokenizer::Token;
 use tag_types::DatasetInfo;
