@@ -57,8 +57,8 @@ static NAMES: LazyLock<(Vec<String>, Vec<String>)> = LazyLock::new(|| {
 
 /// Whether `sql` is a catalog query: it names one of the catalog's tables or
 /// `information_schema`, or calls one of its functions and names none of the
-/// dataset's `tables`.
-pub fn is_catalog_query(sql: &str, tables: &[String]) -> bool {
+/// tables of `dataset`.
+pub fn is_catalog_query(sql: &str, dataset: &DatasetInfo) -> bool {
     let lower = sql.to_ascii_lowercase();
     if !(lower.contains("pg_") || lower.contains("information_schema") || NAMES.1.iter().any(|f| lower.contains(f.as_str()))) {
         return false;
@@ -75,7 +75,7 @@ pub fn is_catalog_query(sql: &str, tables: &[String]) -> bool {
     if words.iter().any(|w| w == "information_schema" || relations.contains(w)) {
         return true;
     }
-    words.iter().any(|w| functions.contains(w)) && !words.iter().any(|w| tables.iter().any(|t| t.eq_ignore_ascii_case(w)))
+    words.iter().any(|w| functions.contains(w)) && !words.iter().any(|w| dataset.tables.iter().any(|t| t.name.eq_ignore_ascii_case(w)))
 }
 
 /// The PostgreSQL types the catalog lists: the built-in ones drivers map, and
@@ -192,6 +192,11 @@ impl PgCatalog {
         Ok(PgCatalog { conn: Mutex::new(conn) })
     }
 
+    /// [`PgCatalog::query`] on a blocking thread, off the runtime's.
+    pub async fn query_blocking(self: Arc<Self>, sql: String) -> PgWireResult<(Arc<Schema>, Vec<RecordBatch>)> {
+        tokio::task::spawn_blocking(move || self.query(&sql)).await.map_err(|e| pgwire::error::PgWireError::ApiError(Box::new(e)))?
+    }
+
     /// Runs one catalog query: its schema and rows.
     pub fn query(&self, sql: &str) -> PgWireResult<(Arc<Schema>, Vec<RecordBatch>)> {
         let rewritten = compat::rewrite(sql)?;
@@ -211,6 +216,22 @@ impl PgCatalog {
         let schema = arrow.get_schema();
         Ok((schema, arrow.collect()))
     }
+}
+
+/// A row of `pg_class`: a table (`kind` `r`, heap) or a primary key's index (`i`,
+/// btree). A table says it has triggers: psql shows foreign keys only then
+/// (PostgreSQL's are triggers).
+fn insert_relation(conn: &Connection, oid: i64, name: &str, kind: &str, columns: usize, rows: u64, has_index: bool) -> duckdb::Result<()> {
+    let table = kind == "r";
+    conn.execute(
+        "INSERT INTO pg_class (oid, relname, relnamespace, reltype, reloftype, relowner, relam, relfilenode, reltablespace, relpages,
+             reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, relkind, relnatts, relchecks,
+             relhasrules, relhastriggers, relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated, relreplident,
+             relispartition, relrewrite, relfrozenxid, relminmxid)
+         VALUES (?, ?, 2200, 0, 0, 10, ?, ?, 0, 0, ?, 0, 0, ?, false, 'p', ?, ?, 0, false, ?, false, false, false, true, ?, false, 0, 0, 0)",
+        params![oid, name, if table { 2 } else { 403 }, oid, rows as f64, has_index, kind, columns as i64, table, if table { "d" } else { "n" }],
+    )?;
+    Ok(())
 }
 
 /// The catalog's rows for `info`.
@@ -258,16 +279,7 @@ fn fill(conn: &Connection, info: &DatasetInfo) -> duckdb::Result<()> {
     for table in &info.tables {
         let relation = oid();
         tables.push((table, relation));
-        conn.execute(
-            "INSERT INTO pg_class (oid, relname, relnamespace, reltype, reloftype, relowner, relam, relfilenode, reltablespace, relpages,
-                 reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, relkind, relnatts, relchecks,
-                 relhasrules, relhastriggers, relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated, relreplident,
-                 relispartition, relrewrite, relfrozenxid, relminmxid)
-             VALUES (?, ?, 2200, 0, 0, 10, 2, ?, 0, 0, ?, 0, 0, ?, false, 'p', 'r', ?, 0, false, true, false, false, false, true, 'd',
-                 false, 0, 0, 0)",
-            // relhastriggers: psql shows foreign keys only then (PostgreSQL's are triggers).
-            params![relation, table.name, relation, table.row_count as f64, table.primary_key.is_some(), table.columns.len() as i64],
-        )?;
+        insert_relation(conn, relation, &table.name, "r", table.columns.len(), table.row_count, table.primary_key.is_some())?;
         if let Some(description) = &table.description {
             conn.execute("INSERT INTO pg_description VALUES (?, 1259, 0, ?)", params![relation, description])?;
         }
@@ -297,15 +309,7 @@ fn fill(conn: &Connection, info: &DatasetInfo) -> duckdb::Result<()> {
         let (index, constraint) = (oid(), oid());
         keys.insert(relation, index);
         let index_name = format!("{}_pkey", table.name);
-        conn.execute(
-            "INSERT INTO pg_class (oid, relname, relnamespace, reltype, reloftype, relowner, relam, relfilenode, reltablespace, relpages,
-                 reltuples, relallvisible, reltoastrelid, relhasindex, relisshared, relpersistence, relkind, relnatts, relchecks,
-                 relhasrules, relhastriggers, relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated, relreplident,
-                 relispartition, relrewrite, relfrozenxid, relminmxid)
-             VALUES (?, ?, 2200, 0, 0, 10, 403, ?, 0, 0, ?, 0, 0, false, false, 'p', 'i', 1, 0, false, false, false, false, false, true,
-                 'n', false, 0, 0, 0)",
-            params![index, index_name, index, table.row_count as f64],
-        )?;
+        insert_relation(conn, index, &index_name, "i", 1, table.row_count, false)?;
         conn.execute(
             "INSERT INTO pg_index VALUES (?, ?, 1, 1, true, false, true, false, true, false, true, false, true, true, false, [?], [0], [0], [0], NULL, NULL)",
             params![index, relation, number],

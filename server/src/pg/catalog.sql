@@ -102,6 +102,23 @@ INSERT INTO pg_collation VALUES (100, 'default', 11, 10, 'd', true, -1, NULL, NU
 CREATE TABLE pg_settings (name VARCHAR, setting VARCHAR, unit VARCHAR, category VARCHAR, short_desc VARCHAR, extra_desc VARCHAR,
     context VARCHAR, vartype VARCHAR, source VARCHAR, min_val VARCHAR, max_val VARCHAR, enumvals VARCHAR[], boot_val VARCHAR,
     reset_val VARCHAR, sourcefile VARCHAR, sourceline INTEGER, pending_restart BOOLEAN);
+INSERT INTO pg_settings (name, setting, context, vartype, source, boot_val, reset_val) VALUES
+    ('max_index_keys', '32', 'internal', 'integer', 'default', '32', '32'),
+    ('max_identifier_length', '63', 'internal', 'integer', 'default', '63', '63'),
+    ('server_encoding', 'UTF8', 'internal', 'string', 'default', 'UTF8', 'UTF8'),
+    ('client_encoding', 'UTF8', 'user', 'string', 'default', 'UTF8', 'UTF8'),
+    ('standard_conforming_strings', 'on', 'user', 'bool', 'default', 'on', 'on'),
+    ('integer_datetimes', 'on', 'internal', 'bool', 'default', 'on', 'on'),
+    ('DateStyle', 'ISO, MDY', 'user', 'string', 'default', 'ISO, MDY', 'ISO, MDY'),
+    ('TimeZone', 'UTC', 'user', 'string', 'default', 'UTC', 'UTC'),
+    ('search_path', 'main', 'user', 'string', 'default', 'main', 'main'),
+    ('default_transaction_read_only', 'on', 'user', 'bool', 'default', 'on', 'on'),
+    ('transaction_read_only', 'on', 'user', 'bool', 'default', 'on', 'on'),
+    ('max_connections', '100', 'postmaster', 'integer', 'default', '100', '100'),
+    ('default_table_access_method', 'heap', 'user', 'string', 'default', 'heap', 'heap'),
+    ('server_version', '16.0', 'internal', 'string', 'default', '16.0', '16.0'),
+    ('server_version_num', '160000', 'internal', 'integer', 'default', '160000', '160000'),
+    ('jit', 'off', 'user', 'bool', 'default', 'off', 'off');
 
 -- Catalogs this server has nothing in: no rules, triggers, policies, partitions,
 -- inheritance, publications, extended statistics, sequences, functions, ...
@@ -134,6 +151,15 @@ CREATE TABLE pg_cast (oid UINTEGER, castsource UINTEGER, casttarget UINTEGER, ca
 CREATE TABLE pg_language (oid UINTEGER, lanname VARCHAR, lanowner UINTEGER, lanispl BOOLEAN, lanpltrusted BOOLEAN);
 CREATE TABLE pg_shdescription (objoid UINTEGER, classoid UINTEGER, description VARCHAR);
 CREATE TABLE pg_stat_activity (datid UINTEGER, datname VARCHAR, pid INTEGER, usename VARCHAR, application_name VARCHAR, state VARCHAR, query VARCHAR);
+CREATE TABLE pg_opclass (oid UINTEGER, opcmethod UINTEGER, opcname VARCHAR, opcnamespace UINTEGER, opcowner UINTEGER, opcfamily UINTEGER,
+    opcintype UINTEGER, opcdefault BOOLEAN, opckeytype UINTEGER);
+CREATE TABLE pg_opfamily (oid UINTEGER, opfmethod UINTEGER, opfname VARCHAR, opfnamespace UINTEGER, opfowner UINTEGER);
+
+-- The system catalogs' own oids (classoid in pg_description, 'pg_class'::regclass).
+CREATE TABLE tag_system_relations (relname VARCHAR, oid UINTEGER);
+INSERT INTO tag_system_relations VALUES ('pg_class', 1259), ('pg_attribute', 1249), ('pg_type', 1247), ('pg_proc', 1255),
+    ('pg_namespace', 2615), ('pg_constraint', 2606), ('pg_index', 2610), ('pg_database', 1262), ('pg_description', 2609),
+    ('pg_trigger', 2620), ('pg_rewrite', 2618), ('pg_am', 2601), ('pg_authid', 1260), ('pg_roles', 1260);
 
 CREATE VIEW pg_tables AS
     SELECT n.nspname AS schemaname, c.relname AS tablename, 'tag-server' AS tableowner, NULL::VARCHAR AS tablespace,
@@ -147,6 +173,12 @@ CREATE VIEW pg_indexes AS
         d.definition AS indexdef
     FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace LEFT JOIN tag_definitions d ON d.oid = i.oid;
+CREATE VIEW pg_stat_user_tables AS
+    SELECT c.oid AS relid, n.nspname AS schemaname, c.relname, CAST(c.reltuples AS BIGINT) AS n_live_tup, 0::BIGINT AS n_dead_tup,
+        0::BIGINT AS seq_scan, 0::BIGINT AS idx_scan
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
+CREATE VIEW pg_stat_all_tables AS SELECT * FROM pg_stat_user_tables;
+CREATE VIEW pg_statio_user_tables AS SELECT relid, schemaname, relname FROM pg_stat_user_tables;
 
 -- The functions drivers call, over the tables above.
 CREATE MACRO current_database() AS (SELECT datname FROM pg_database LIMIT 1);
@@ -203,6 +235,30 @@ CREATE MACRO has_any_column_privilege(relation, privilege) AS tag_reads(privileg
 CREATE MACRO pg_has_role(role_name, privilege) AS false, (user_name, role_name, privilege) AS false;
 CREATE MACRO array_lower(list, dimension) AS CASE WHEN len(list) > 0 THEN 1 END;
 CREATE MACRO array_upper(list, dimension) AS CASE WHEN len(list) > 0 THEN len(list) END;
+CREATE MACRO current_setting(setting_name) AS (SELECT setting FROM pg_settings WHERE lower(name) = lower(setting_name)),
+    (setting_name, missing_ok) AS (SELECT setting FROM pg_settings WHERE lower(name) = lower(setting_name));
+-- Settings are the client's own business here: set_config answers the value it
+-- was given and changes nothing (asyncpg turns `jit` off around its type
+-- introspection).
+CREATE MACRO set_config(setting_name, new_value, is_local) AS new_value;
+CREATE MACRO pg_relation_is_publishable(relation) AS false;
+-- No partitions: a table is its own only ancestor and root.
+CREATE MACRO pg_partition_ancestors(relation) AS CAST(relation AS UINTEGER);
+CREATE MACRO pg_partition_root(relation) AS CAST(relation AS UINTEGER);
+-- As a table (`WITH ORDINALITY AS a(relid, depth)`: DuckDB adds no ordinality
+-- column to a table macro, so the depth is its own).
+CREATE MACRO pg_partition_ancestors(relation) AS TABLE SELECT CAST(relation AS UINTEGER) AS relid, 1 AS depth;
+-- A list's elements with their positions, as rows (pgJDBC's getPrimaryKeys).
+CREATE MACRO information_schema__pg_expandarray(list) AS unnest(list_transform(generate_series(1, len(list)), i -> {'x': list[i], 'n': i}));
+-- A regclass (pg/compat.rs rewrites the casts): a relation's oid from its name
+-- (optionally schema-qualified or quoted) or its number, and its name.
+CREATE MACRO tag_regclass(relation) AS
+    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS UINTEGER)
+        ELSE coalesce(
+            (SELECT oid FROM pg_class WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2')),
+            (SELECT oid FROM tag_system_relations WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2'))) END;
+CREATE MACRO tag_regclass_name(relation) AS coalesce(
+    (SELECT relname FROM pg_class WHERE oid = relation), (SELECT relname FROM tag_system_relations WHERE oid = relation), CAST(relation AS VARCHAR));
 
 -- information_schema, as views over the tables above (compat.rs turns
 -- `information_schema.tables` into `information_schema_tables`).
@@ -273,63 +329,3 @@ CREATE VIEW information_schema_routines AS
     SELECT NULL::VARCHAR AS specific_catalog, NULL::VARCHAR AS specific_schema, NULL::VARCHAR AS specific_name,
         NULL::VARCHAR AS routine_catalog, NULL::VARCHAR AS routine_schema, NULL::VARCHAR AS routine_name,
         NULL::VARCHAR AS routine_type, NULL::VARCHAR AS data_type WHERE false;
-CREATE MACRO pg_relation_is_publishable(relation) AS false;
--- No partitions: a table is its own only ancestor and root.
-CREATE MACRO pg_partition_ancestors(relation) AS CAST(relation AS UINTEGER);
-CREATE MACRO pg_partition_root(relation) AS CAST(relation AS UINTEGER);
--- As a table (`WITH ORDINALITY AS a(relid, depth)`: DuckDB adds no ordinality
--- column to a table macro, so the depth is its own).
-CREATE MACRO pg_partition_ancestors(relation) AS TABLE SELECT CAST(relation AS UINTEGER) AS relid, 1 AS depth;
--- A regclass (pg/compat.rs rewrites the casts): a relation's oid from its name
--- (optionally schema-qualified or quoted) or its number, and its name.
-CREATE MACRO tag_regclass(relation) AS
-    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS UINTEGER)
-        ELSE (SELECT oid FROM pg_class WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2')) END;
-CREATE MACRO tag_regclass_name(relation) AS coalesce((SELECT relname FROM pg_class WHERE oid = relation), CAST(relation AS VARCHAR));
--- The system catalogs' own oids (classoid in pg_description, 'pg_class'::regclass).
-CREATE TABLE tag_system_relations (relname VARCHAR, oid UINTEGER);
-INSERT INTO tag_system_relations VALUES ('pg_class', 1259), ('pg_attribute', 1249), ('pg_type', 1247), ('pg_proc', 1255),
-    ('pg_namespace', 2615), ('pg_constraint', 2606), ('pg_index', 2610), ('pg_database', 1262), ('pg_description', 2609),
-    ('pg_trigger', 2620), ('pg_rewrite', 2618), ('pg_am', 2601), ('pg_authid', 1260), ('pg_roles', 1260);
-CREATE OR REPLACE MACRO tag_regclass(relation) AS
-    CASE WHEN regexp_full_match(relation, '[0-9]+') THEN CAST(relation AS UINTEGER)
-        ELSE coalesce(
-            (SELECT oid FROM pg_class WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2')),
-            (SELECT oid FROM tag_system_relations WHERE relname = regexp_replace(relation, '^(.*\.)?"?([^"]*)"?$', '\2'))) END;
-CREATE OR REPLACE MACRO tag_regclass_name(relation) AS coalesce(
-    (SELECT relname FROM pg_class WHERE oid = relation), (SELECT relname FROM tag_system_relations WHERE oid = relation), CAST(relation AS VARCHAR));
--- A list's elements with their positions, as rows (pgJDBC's getPrimaryKeys).
-CREATE MACRO information_schema__pg_expandarray(list) AS unnest(list_transform(generate_series(1, len(list)), i -> {'x': list[i], 'n': i}));
-INSERT INTO pg_settings (name, setting, context, vartype, source, boot_val, reset_val) VALUES
-    ('max_index_keys', '32', 'internal', 'integer', 'default', '32', '32'),
-    ('max_identifier_length', '63', 'internal', 'integer', 'default', '63', '63'),
-    ('server_encoding', 'UTF8', 'internal', 'string', 'default', 'UTF8', 'UTF8'),
-    ('client_encoding', 'UTF8', 'user', 'string', 'default', 'UTF8', 'UTF8'),
-    ('standard_conforming_strings', 'on', 'user', 'bool', 'default', 'on', 'on'),
-    ('integer_datetimes', 'on', 'internal', 'bool', 'default', 'on', 'on'),
-    ('DateStyle', 'ISO, MDY', 'user', 'string', 'default', 'ISO, MDY', 'ISO, MDY'),
-    ('TimeZone', 'UTC', 'user', 'string', 'default', 'UTC', 'UTC'),
-    ('search_path', 'main', 'user', 'string', 'default', 'main', 'main'),
-    ('default_transaction_read_only', 'on', 'user', 'bool', 'default', 'on', 'on'),
-    ('transaction_read_only', 'on', 'user', 'bool', 'default', 'on', 'on'),
-    ('max_connections', '100', 'postmaster', 'integer', 'default', '100', '100');
-CREATE TABLE pg_opclass (oid UINTEGER, opcmethod UINTEGER, opcname VARCHAR, opcnamespace UINTEGER, opcowner UINTEGER, opcfamily UINTEGER,
-    opcintype UINTEGER, opcdefault BOOLEAN, opckeytype UINTEGER);
-CREATE TABLE pg_opfamily (oid UINTEGER, opfmethod UINTEGER, opfname VARCHAR, opfnamespace UINTEGER, opfowner UINTEGER);
-INSERT INTO pg_settings (name, setting, context, vartype, source, boot_val, reset_val) VALUES
-    ('default_table_access_method', 'heap', 'user', 'string', 'default', 'heap', 'heap'),
-    ('server_version', '16.0', 'internal', 'string', 'default', '16.0', '16.0'),
-    ('server_version_num', '160000', 'internal', 'integer', 'default', '160000', '160000');
-CREATE MACRO current_setting(setting_name) AS (SELECT setting FROM pg_settings WHERE lower(name) = lower(setting_name)),
-    (setting_name, missing_ok) AS (SELECT setting FROM pg_settings WHERE lower(name) = lower(setting_name));
-CREATE VIEW pg_stat_user_tables AS
-    SELECT c.oid AS relid, n.nspname AS schemaname, c.relname, CAST(c.reltuples AS BIGINT) AS n_live_tup, 0::BIGINT AS n_dead_tup,
-        0::BIGINT AS seq_scan, 0::BIGINT AS idx_scan
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
-CREATE VIEW pg_stat_all_tables AS SELECT * FROM pg_stat_user_tables;
-CREATE VIEW pg_statio_user_tables AS SELECT relid, schemaname, relname FROM pg_stat_user_tables;
--- Settings are the client's own business here: set_config answers the value it
--- was given and changes nothing (asyncpg turns `jit` off around its type
--- introspection).
-CREATE MACRO set_config(setting_name, new_value, is_local) AS new_value;
-INSERT INTO pg_settings (name, setting, context, vartype, source, boot_val, reset_val) VALUES ('jit', 'off', 'user', 'bool', 'default', 'off', 'off');

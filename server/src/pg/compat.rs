@@ -22,6 +22,19 @@ use super::params::{render, tokens};
 /// which a macro cannot be).
 const RENAMED: &[(&str, &str)] = &[("json_build_object", "json_object"), ("jsonb_build_object", "json_object"), ("json_build_array", "json_array"), ("jsonb_build_array", "json_array")];
 
+/// The call a `regclass` cast of `operand` becomes: a literal's oid
+/// (`tag_regclass('movies')`), a column's relation name (`tag_regclass_name(c.oid)`);
+/// `None` for any other operand.
+fn regclass(operand: &[&Token]) -> Option<String> {
+    let function = match operand {
+        [Token::SingleQuotedString(_)] => "tag_regclass",
+        [Token::Word(_), rest @ ..] if rest.chunks(2).all(|p| matches!(p, [Token::Period, Token::Word(_)])) => "tag_regclass_name",
+        _ => return None,
+    };
+    let operand: String = operand.iter().map(|t| render(t)).collect();
+    Some(format!("{function}({operand})"))
+}
+
 fn is_blank(token: &Token) -> bool {
     matches!(token, Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab))
 }
@@ -142,11 +155,12 @@ pub fn rewrite(sql: &str) -> PgWireResult<String> {
                 _ => None,
             };
             if let Some((_, last)) = cast_to(end + 1).filter(|(name, _)| name == "regclass") {
-                let function = if matches!(token, Token::SingleQuotedString(_)) { "tag_regclass" } else { "tag_regclass_name" };
-                let operand: String = tokens[i..=end].iter().map(render).collect();
-                out.push_str(&format!("{function}({operand})"));
-                i = last + 1;
-                continue;
+                let operand: Vec<&Token> = tokens[i..=end].iter().collect();
+                if let Some(call) = regclass(&operand) {
+                    out.push_str(&call);
+                    i = last + 1;
+                    continue;
+                }
             }
         }
         // CAST(x AS regclass), as x::regclass
@@ -159,15 +173,8 @@ pub fn rewrite(sql: &str) -> PgWireResult<String> {
                     _ => (None, None, 0),
                 };
                 if let (Some(as_), Some(name), operand_len) = target {
-                    let operand = &inner[..operand_len];
-                    let simple = match operand {
-                        [Token::SingleQuotedString(_)] => Some("tag_regclass"),
-                        [Token::Word(_), rest @ ..] if rest.chunks(2).all(|p| matches!(p, [Token::Period, Token::Word(_)])) => Some("tag_regclass_name"),
-                        _ => None,
-                    };
-                    if let (true, Some(function)) = (as_ == "as" && name == "regclass", simple) {
-                        let operand: String = operand.iter().map(|t| render(t)).collect();
-                        out.push_str(&format!("{function}({operand})"));
+                    if let Some(call) = (as_ == "as" && name == "regclass").then(|| regclass(&inner[..operand_len])).flatten() {
+                        out.push_str(&call);
                         i = close + 1;
                         continue;
                     }

@@ -698,8 +698,7 @@ impl Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Some(catalog) = self.catalog_for(&dataset, sql)? {
-            let sql = sql.to_string();
-            return tokio::task::spawn_blocking(move || catalog.query(&sql)).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            return catalog.query_blocking(sql.to_string()).await;
         }
         let request = SqlRequest { sql: sql.to_string(), dataset, confirm: false, estimate_id: None };
         let max_rows = self.engine.config.query.max_rows;
@@ -717,8 +716,7 @@ impl Session {
     fn catalog_for(&self, dataset: &str, sql: &str) -> PgWireResult<Option<Arc<catalog::PgCatalog>>> {
         let (principal, _) = self.signed_in()?;
         let dataset = self.engine.dataset_for(&principal, dataset).map_err(to_pg)?;
-        let tables: Vec<String> = dataset.info.tables.iter().map(|t| t.name.clone()).collect();
-        if !catalog::is_catalog_query(sql, &tables) {
+        if !catalog::is_catalog_query(sql, &dataset.info) {
             return Ok(None);
         }
         Ok(Some(self.catalogs.get(&dataset)?))
@@ -803,7 +801,7 @@ impl Session {
         let planned = if parameters.is_empty() { sql.to_string() } else { params::substitute(sql, &nulls)? };
         // The catalog's columns go as they are (its oids as oid); a dataset's as their wire types.
         let schema = match self.catalog_for(&dataset.info.name, &planned)? {
-            Some(catalog) => tokio::task::spawn_blocking(move || catalog.query(&planned)).await.map_err(|e| PgWireError::ApiError(Box::new(e)))??.0,
+            Some(catalog) => catalog.query_blocking(planned).await?.0,
             None => {
                 let schema = self.engine.executor.describe(&dataset, &planned).await.map_err(to_pg)?;
                 wire_schema(&schema).map(Arc::new).unwrap_or(schema)
