@@ -5,7 +5,8 @@
 //! `tagbench warehouse` (database sources: schema linking, pushdown, start-up),
 //! `tagbench estimate` (the cost estimate against what queries spend), `tagbench
 //! auth` (access control's cost per request), `tagbench wire` (the wire protocol
-//! against Arrow), and
+//! against Arrow), `tagbench quality` (execution accuracy of the SQL written for
+//! the demo datasets' question set, step by step), and
 //! the TAG-Bench harness (`tagbench fetch|fixtures|run|report|compare`).
 
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod cost_server;
 pub mod embedded;
 pub mod estimate;
 pub mod ops;
+pub mod quality;
 pub mod reorder;
 pub mod tagbench;
 pub mod warehouse;

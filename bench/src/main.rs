@@ -218,6 +218,27 @@ enum Command {
     },
     /// Prints the Markdown tables of finished runs (<out>/<method>.json files).
     Report { runs: Vec<PathBuf> },
+    /// Execution accuracy of the SQL the server writes for the demo datasets'
+    /// question set, one row per step of the answer-quality work (baseline, +
+    /// verified examples and terms, + grammar, + execution-guided candidates), with
+    /// the LLM the server is configured with (TAG_LLM_*; default the embedded
+    /// model), and the answers' old settings against the new.
+    Quality {
+        #[arg(long, default_value = "bench/quality/questions.toml")]
+        questions: PathBuf,
+        /// Steps to run (default all), e.g. `--steps baseline,grammar`.
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<tag_bench::quality::Step>,
+        /// Only the first N questions (0 = all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+        /// Compare the answers to the gold results of the first N questions.
+        #[arg(long, default_value_t = 12)]
+        answers: usize,
+        /// Write the whole report (every question's SQL) as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Compares two runs: both summaries and the queries one got right and the other not.
     Compare { first: PathBuf, second: PathBuf },
 }
@@ -321,6 +342,15 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", report.table());
             }
+        }
+        Command::Quality { questions, steps, limit, answers, json } => {
+            let steps = if steps.is_empty() { tag_bench::quality::Step::ALL.to_vec() } else { steps };
+            let options = tag_bench::quality::Options { questions: &questions, steps, limit, answer_questions: answers };
+            let report = tag_bench::quality::run(options).await?;
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            print!("{}", report.table());
         }
         Command::Fetch { db_dir, queries, bird_dir, schemas } => {
             let schemas = schemas.is_dir().then_some(schemas);

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Instant};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-pub use tag_types::{AskRequest, AskResponse, AskStats, Event, FailedAttempt, LlmTotals, SchemaStats, Stage};
+pub use tag_types::{AskRequest, AskResponse, AskStats, Event, FailedAttempt, LlmTotals, SchemaStats, Stage, SynthesisStats};
 
 use crate::{
     auth::Principal,
@@ -20,11 +20,11 @@ use crate::{
     error::{Error, Result},
     execution::{Estimate, ExecutionStats, ProgressSink, QueryOptions, Table},
     generation,
-    llm::{ChatRequest, LlmBackend, Message, Readiness, SharedLlm, StreamPiece, Usage},
+    llm::{ChatRequest, Completion, Constraint, LlmBackend, Message, Readiness, Sampling, SharedLlm, StreamPiece, Usage},
     metrics::LlmStage,
     query::{self, admit, estimate_id, estimate_key},
     state::{Conversation, Turn},
-    synthesis::{self, Reply},
+    synthesis::{self, examples, Grounding, Reply},
     text::shorten,
 };
 
@@ -138,6 +138,7 @@ struct Attempts {
     synthesis_ms: u64,
     execution_ms: u64,
     schema: SchemaStats,
+    synthesis: SynthesisStats,
     /// The SQL last tried (for the audit trail of a question that failed).
     last_sql: Option<String>,
 }
@@ -252,17 +253,36 @@ async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Re
     terms.push(&question.text);
     let linked = question.dataset.linker.link(&terms.join(" "), config.query.schema_tokens);
     let schema_text = if linked.whole { question.dataset.schema_text.clone() } else { question.dataset.schema_text_of(&linked.tables) };
-    let mut messages = synthesis::messages(&schema_text, &question.history, &question.text);
+    let grounding = match grounding(engine, question).await {
+        Ok(grounding) => grounding,
+        Err(e) => return Err((e, attempts)),
+    };
+    let mut messages = synthesis::messages(&schema_text, &grounding, &question.history, &question.text);
     attempts.schema = SchemaStats { tables: linked.considered, shown: linked.tables, tokens: linked.tokens, linked: !linked.whole };
+    let grammar = config.sql_grammar();
+    attempts.synthesis = SynthesisStats {
+        examples: grounding.examples.iter().map(|e| e.question.clone()).collect(),
+        terms: grounding.terms.iter().filter_map(|t| t.words.first().cloned()).collect(),
+        grammar,
+        ..Default::default()
+    };
+    // The embedded (small) model is held to the dataset's names; a server's model
+    // also gets WITH and derived tables.
+    let scope = match question.llm.backend() {
+        "embedded" => synthesis::grammar::Scope::Strict,
+        _ => synthesis::grammar::Scope::Full,
+    };
+    let constraint = grammar.then(|| Constraint::Grammar(question.dataset.sql_grammar(scope).to_string()));
     let count = 1 + config.query.max_repairs;
     for attempt in 1..=count {
         let attempt_started = Instant::now();
         events.send(Event::Stage { stage: Stage::Synthesis, attempt });
-        let completion = match question.llm.complete(&ChatRequest::new(messages.clone(), config.llm.max_tokens)).await {
+        let request = ChatRequest { constraint: constraint.clone(), ..ChatRequest::new(messages.clone(), config.llm.max_tokens) };
+        let candidates = if attempt == 1 { config.candidates() } else { 1 };
+        let completion = match write_candidates(engine, question, &request, candidates, &mut attempts).await {
             Ok(completion) => completion,
             Err(e) => return Err((e, attempts)),
         };
-        attempts.llm.add(1, completion.usage);
         let sql = match synthesis::parse_reply(&completion.text) {
             Reply::Sql(sql) => sql,
             Reply::Unanswerable(reason) => {
@@ -296,6 +316,104 @@ async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Re
     }
     let last = attempts.failed.last().map(|a| a.error.clone()).unwrap_or_default();
     Err((Error::sql(format!("no working query after {count} attempts; last error: {last}")), attempts))
+}
+
+/// The verified examples nearest the question (from the description file and
+/// those saved and approved) and the business terms it uses.
+async fn grounding(engine: &Engine, question: &Question) -> Result<Grounding> {
+    let info = &question.dataset.info;
+    let wanted = engine.config.query.examples;
+    let mut known = info.verified.clone();
+    if wanted > 0 {
+        let saved = engine.state.examples(Some(&info.name), Some(crate::state::ExampleStatus::Approved)).await?;
+        known.extend(saved.into_iter().map(|e| crate::catalog::VerifiedExample { question: e.question, sql: e.sql }));
+    }
+    let examples = examples::nearest(&question.text, &known, wanted).into_iter().cloned().collect();
+    let terms = examples::used(&question.text, &info.terms).into_iter().cloned().collect();
+    Ok(Grounding { examples, terms })
+}
+
+/// Rows a candidate's query may return when it runs for the vote.
+const VOTE_ROWS: usize = 200;
+/// The sampling temperature of the candidates after the first (greedy) one.
+const CANDIDATE_TEMPERATURE: f32 = 0.7;
+
+/// The model's reply to `request`; with `count` > 1, execution-guided choice: the
+/// first candidate greedy, the others sampled, all at once (they share the prompt,
+/// so the embedded engine reuses its cache); each candidate whose SQL prepares and
+/// calls no LLM operator runs with a row limit, and the reply kept is the one whose
+/// result most others agree with (ties: the earliest), else the first that runs
+/// and returns rows, else the first that prepares, else the greedy one.
+async fn write_candidates(
+    engine: &Engine,
+    question: &Question,
+    request: &ChatRequest,
+    count: usize,
+    attempts: &mut Attempts,
+) -> Result<Completion> {
+    if count <= 1 {
+        let completion = question.llm.complete(request).await?;
+        attempts.llm.add(1, completion.usage);
+        return Ok(completion);
+    }
+    let requests: Vec<ChatRequest> = (0..count)
+        .map(|i| match i {
+            0 => request.clone(),
+            i => ChatRequest {
+                sampling: Sampling::Random { temperature: CANDIDATE_TEMPERATURE, seed: i as u32 },
+                ..request.clone()
+            },
+        })
+        .collect();
+    let replies = futures::future::join_all(requests.iter().map(|r| question.llm.complete(r))).await;
+    let mut completions = Vec::new();
+    for reply in replies {
+        match reply {
+            Ok(completion) => {
+                attempts.llm.add(1, completion.usage);
+                completions.push(completion);
+            }
+            Err(e) if completions.is_empty() => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "an SQL candidate failed"),
+        }
+    }
+    // Each candidate's result, as a comparable fingerprint (None: not run).
+    let mut prepared_any = None;
+    let mut fingerprints: Vec<Option<String>> = Vec::new();
+    for (i, completion) in completions.iter().enumerate() {
+        let Reply::Sql(sql) = synthesis::parse_reply(&completion.text) else {
+            fingerprints.push(None);
+            continue;
+        };
+        let Ok(prepared) = engine.executor.prepare(&question.dataset, &sql).await else {
+            fingerprints.push(None);
+            continue;
+        };
+        prepared_any.get_or_insert(i);
+        if !prepared.checked.operators.is_empty() {
+            fingerprints.push(None);
+            continue;
+        }
+        let options = QueryOptions { max_rows: VOTE_ROWS, llm: None, progress: None, token_budget: None };
+        fingerprints.push(match engine.executor.execute_table(prepared, options).await {
+            Ok((table, _)) if table.row_count > 0 => {
+                attempts.synthesis.candidates_ran += 1;
+                let mut rows: Vec<String> = table.rows.iter().map(|row| serde_json::Value::from(row.clone()).to_string()).collect();
+                rows.sort();
+                Some(format!("{}\n{}", table.row_count, rows.join("\n")))
+            }
+            Ok(_) | Err(_) => {
+                attempts.synthesis.candidates_ran += 1;
+                None
+            }
+        });
+    }
+    let agreeing = |i: usize| fingerprints.iter().filter(|f| f.is_some() && **f == fingerprints[i]).count();
+    let voted = (0..fingerprints.len()).filter(|&i| fingerprints[i].is_some()).max_by_key(|&i| (agreeing(i), std::cmp::Reverse(i)));
+    let chosen = voted.or(prepared_any).unwrap_or(0);
+    attempts.synthesis.candidates = completions.len();
+    attempts.synthesis.candidates_agreeing = voted.map(agreeing).unwrap_or(0);
+    Ok(completions.swap_remove(chosen))
 }
 
 /// What running one written query came to.
@@ -374,14 +492,14 @@ async fn run(
 
 /// Stage 3: the answer, streamed as tokens. Empty results and unanswerable
 /// questions are answered without the model, so nothing is invented.
-async fn generate(engine: &Engine, question: &Question, synthesized: &Synthesized, events: &Events) -> Result<(String, LlmTotals)> {
+async fn generate(engine: &Engine, question: &Question, synthesized: &Synthesized, events: &Events) -> Result<(Answer, LlmTotals)> {
     let config = &engine.config;
     events.send(Event::Stage { stage: Stage::Generation, attempt: 1 });
     let (sql, table) = match synthesized {
         Synthesized::Unanswerable(reason) => {
             let answer = generation::unanswerable_answer(&question.dataset.info.name, reason);
             events.send(Event::Token { text: answer.clone() });
-            return Ok((answer, LlmTotals::default()));
+            return Ok((Answer { text: answer, fallback: None }, LlmTotals::default()));
         }
         Synthesized::Query { sql, table, .. } => (sql, table),
     };
@@ -394,29 +512,66 @@ async fn generate(engine: &Engine, question: &Question, synthesized: &Synthesize
     if table.row_count == 0 {
         let answer = generation::empty_answer();
         events.send(Event::Token { text: answer.clone() });
-        return Ok((answer, LlmTotals::default()));
+        return Ok((Answer { text: answer, fallback: None }, LlmTotals::default()));
     }
-    let request = ChatRequest::new(
-        generation::messages(&question.text, sql, table, config.query.answer_table_chars),
-        config.llm.max_tokens,
-    );
-    let mut stream = question.llm.stream(&request).await?;
+    let answer = write_answer(question.llm.as_ref(), config, &question.text, sql, table, |text| {
+        events.send(Event::Token { text: text.to_string() })
+    })
+    .await?;
+    if let Some(reason) = &answer.0.fallback {
+        tracing::info!(reason, "the model's answer was replaced by one built from the result");
+    }
+    Ok(answer)
+}
+
+/// Stage 3's model call: the answer to `question` from `sql`'s result `table`,
+/// streamed to `on_token`, with repeated phrases penalised (`Sampling::Prose`),
+/// within `llm.answer_max_tokens`, stopped at its first repeated sentence; an
+/// answer that degenerates is replaced by one built from the result (labelled).
+pub async fn write_answer(
+    llm: &dyn LlmBackend,
+    config: &crate::Config,
+    question: &str,
+    sql: &str,
+    table: &Table,
+    mut on_token: impl FnMut(&str),
+) -> Result<(Answer, LlmTotals)> {
+    let request = ChatRequest {
+        sampling: Sampling::Prose,
+        ..ChatRequest::new(generation::messages(question, sql, table, config.query.answer_table_chars), config.llm.answer_max_tokens)
+    };
+    let mut stream = llm.stream(&request).await?;
     let mut answer = String::new();
     let mut usage = Usage::default();
     while let Some(piece) = stream.next().await {
         match piece? {
             StreamPiece::Text(text) => {
                 answer.push_str(&text);
-                events.send(Event::Token { text });
+                on_token(&text);
+                // A loop stops at its first repeat (dropping the stream cancels the
+                // call, whose usage then never comes: it is estimated, four
+                // characters a token).
+                if generation::repetition(&answer).is_some() {
+                    let prompt: usize = request.messages.iter().map(|m| m.content.len()).sum();
+                    usage = Usage { prompt_tokens: prompt.div_ceil(4) as u64, completion_tokens: answer.len().div_ceil(4) as u64, ..usage };
+                    break;
+                }
             }
             StreamPiece::Usage(u) => usage = u,
         }
     }
     let answer = answer.trim().to_string();
-    if answer.is_empty() {
-        return Err(Error::llm("the LLM returned an empty answer"));
-    }
+    let answer = match generation::degenerate(&answer, table) {
+        None => Answer { text: answer, fallback: None },
+        Some(reason) => Answer { text: generation::from_result(table, sql, reason), fallback: Some(reason.to_string()) },
+    };
     Ok((answer, LlmTotals { calls: 1, usage }))
+}
+
+/// The answer, and why it was built from the result, when it was.
+pub struct Answer {
+    pub text: String,
+    pub fallback: Option<String>,
 }
 
 /// Stores the turn (in a new conversation when the question started one), counts
@@ -427,7 +582,7 @@ async fn record(
     question: Question,
     synthesized: Synthesized,
     attempts: Attempts,
-    answer: String,
+    answer: Answer,
     generation_llm: LlmTotals,
     generation_ms: u64,
     started: Instant,
@@ -444,7 +599,7 @@ async fn record(
         }
     };
     let row_count = table.as_ref().map(|t| t.row_count);
-    let turn_id = engine.state.add_turn(&conversation.id, &question.text, sql.as_deref(), &answer, row_count).await?;
+    let turn_id = engine.state.add_turn(&conversation.id, &question.text, sql.as_deref(), &answer.text, row_count).await?;
 
     let mut stats = AskStats {
         synthesis_ms: attempts.synthesis_ms,
@@ -454,6 +609,7 @@ async fn record(
         generation_llm,
         execution,
         schema: attempts.schema,
+        synthesis: attempts.synthesis,
         ..Default::default()
     };
     stats.llm.add(stats.synthesis_llm.calls, stats.synthesis_llm.usage);
@@ -472,7 +628,8 @@ async fn record(
         turn_id,
         dataset: question.dataset.info.name.clone(),
         question: question.text,
-        answer,
+        answer: answer.text,
+        fallback: answer.fallback,
         sql,
         truncated: row_count > rows.len() as u64,
         columns,

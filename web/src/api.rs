@@ -85,6 +85,21 @@ fn session() -> Option<web_sys::Storage> {
     web_sys::window()?.session_storage().ok()?
 }
 
+const TINY_MODEL_NOTICE_KEY: &str = "tag-tiny-model-notice-seen";
+
+/// Whether this browser was already told that the default model is tiny.
+pub fn tiny_model_notice_seen() -> bool {
+    let local = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+    local.and_then(|s| s.get_item(TINY_MODEL_NOTICE_KEY).ok().flatten()).is_some()
+}
+
+/// Remembers (in this browser, across sessions) that the notice was shown.
+pub fn set_tiny_model_notice_seen() {
+    if let Some(local) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
+        let _ = local.set_item(TINY_MODEL_NOTICE_KEY, "1");
+    }
+}
+
 /// The access token of this browser session.
 pub fn token() -> Option<String> {
     session()?.get_item(TOKEN_KEY).ok()?.filter(|t| !t.is_empty())

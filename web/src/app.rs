@@ -42,6 +42,9 @@ pub struct Ctx {
     pub page_error: RwSignal<Option<String>>,
     pub panel_open: RwSignal<bool>,
     pub model: RwSignal<String>,
+    /// The server answers with its tiny default model, and this browser has not
+    /// been told yet.
+    pub tiny_model: RwSignal<bool>,
     pub screen: RwSignal<Screen>,
     /// Who the token is (or, with access control off, the open principal).
     pub me: RwSignal<Option<Me>>,
@@ -119,6 +122,10 @@ impl Ctx {
             if let Ok(health) = api::call::<Value>("GET", "/healthz", None).await {
                 let model = &health["llm"]["model"];
                 self.model.set(model.as_str().map(|m| format!("model: {m}")).unwrap_or_else(|| "no LLM configured".into()));
+                if health["llm"]["default_model"].as_bool() == Some(true) && !api::tiny_model_notice_seen() {
+                    self.tiny_model.set(true);
+                    api::set_tiny_model_notice_seen();
+                }
             }
             match api::call::<Me>("GET", "/v1/me", None).await {
                 Ok(me) => {
@@ -467,6 +474,7 @@ pub fn App() -> impl IntoView {
         page_error: RwSignal::new(None),
         panel_open: RwSignal::new(false),
         model: RwSignal::new(String::new()),
+        tiny_model: RwSignal::new(false),
         screen: RwSignal::new(Screen::Loading),
         me: RwSignal::new(None),
         sign_in_error: RwSignal::new(None),
@@ -508,6 +516,18 @@ pub fn App() -> impl IntoView {
                             <div class="banner error" role="alert">
                                 <span>{message}</span>
                                 <button class="link" on:click=move |_| ctx.page_error.set(None)>"Dismiss"</button>
+                            </div>
+                        })}
+                        {move || ctx.tiny_model.get().then(|| view! {
+                            <div class="banner notice" role="status">
+                                <span>
+                                    "This server answers with its built-in default model, SmolLM2-135M: tiny, so that it runs offline \
+on any laptop, and often wrong. For real answers, point the server at a real model: set "
+                                    <code>"TAG_LLM_BASE_URL"</code>" (and "<code>"TAG_LLM_MODEL"</code>") to an OpenAI-compatible server \
+such as vLLM, llama.cpp's server or Ollama, or "<code>"TAG_LLM_MODEL_PATH"</code>" to a larger GGUF file. \
+This note is shown once."
+                                </span>
+                                <button class="link" on:click=move |_| ctx.tiny_model.set(false)>"Dismiss"</button>
                             </div>
                         })}
                         <section class="thread" aria-live="polite">

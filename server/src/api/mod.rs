@@ -29,7 +29,10 @@ use axum::{
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tag_types::{ConversationDetail, DatasetDetail, DatasetSummary, FeedbackRequest, Me, RenameRequest, SqlRequest, SqlResponse};
+use tag_types::{
+    ConversationDetail, DatasetDetail, DatasetSummary, ExampleStatus, FeedbackRequest, Me, RenameRequest, SaveExampleRequest, SqlRequest,
+    SqlResponse,
+};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 use tower_http::{compression::CompressionLayer, services::ServeDir, trace::TraceLayer};
@@ -65,6 +68,9 @@ pub fn app(engine: AppState) -> Router {
         .route("/v1/datasets", get(list_datasets))
         .route("/v1/datasets/{name}", get(get_dataset))
         .route("/v1/datasets/{name}/refresh", post(refresh_dataset))
+        .route("/v1/datasets/{name}/examples", get(list_examples).post(save_example))
+        .route("/v1/datasets/{name}/examples/{id}", axum::routing::delete(delete_example))
+        .route("/v1/datasets/{name}/examples/{id}/approve", post(approve_example))
         .route("/v1/conversations", get(list_conversations))
         .route("/v1/cache", get(cache_info).delete(clear_cache))
         .route(
@@ -240,6 +246,8 @@ async fn healthz(State(engine): State<AppState>) -> Json<serde_json::Value> {
             "model": llm.model(),
             "base_url": engine.config.llm.base_url,
             "readiness": llm.readiness(),
+            // The tiny built-in model (the page says so once).
+            "default_model": llm.backend() == "embedded" && engine.config.llm.model_path.is_none(),
         })
     });
     let auth_required = engine.auth.required().unwrap_or(true);
@@ -481,6 +489,100 @@ async fn get_dataset(
     }
     let detail = DatasetDetail { info: dataset.info.clone(), sample_rows, schema_text: dataset.schema_text.clone() };
     Ok(Json(detail).into_response())
+}
+
+const MAX_EXAMPLE_CHARS: usize = 20_000;
+
+/// A dataset's examples: the description file's (`verified`) and the saved ones
+/// (`saved`: an admin sees all; others the approved ones and their own pending).
+async fn list_examples(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let dataset = engine.dataset_for(&principal, &name)?;
+    let saved: Vec<_> = engine
+        .state
+        .examples(Some(&name), None)
+        .await?
+        .into_iter()
+        .filter(|e| principal.is_admin() || e.status == ExampleStatus::Approved || e.saved_by == principal.name)
+        .collect();
+    Ok(Json(json!({ "verified": dataset.info.verified, "saved": saved })).into_response())
+}
+
+/// Saves a question and the SQL that answers it (given, or a turn's), after the
+/// SQL passes the read-only check and prepares on the dataset. An admin's example
+/// is approved at once; another token's waits for an admin (`.../approve`).
+async fn save_example(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<SaveExampleRequest>,
+) -> Result<Response, ApiError> {
+    let dataset = engine.dataset_for(&principal, &name)?;
+    let (question, sql) = match (request.turn_id, request.question, request.sql) {
+        (Some(turn_id), None, None) => {
+            let (turn_dataset, question, sql) = engine.state.turn_source(turn_id, principal.owner_filter()).await?;
+            if turn_dataset != name {
+                return Err(Error::InvalidRequest(format!("turn {turn_id} is about dataset {turn_dataset:?}, not {name:?}")).into());
+            }
+            let sql = sql.ok_or_else(|| Error::InvalidRequest(format!("turn {turn_id} has no SQL (its question was unanswerable)")))?;
+            (question, sql)
+        }
+        (None, Some(question), Some(sql)) => (question, sql),
+        _ => {
+            return Err(Error::InvalidRequest("give either \"turn_id\", or both \"question\" and \"sql\"".into()).into());
+        }
+    };
+    let (question, sql) = (question.trim().to_string(), sql.trim().trim_end_matches(';').trim().to_string());
+    if question.is_empty() || sql.is_empty() {
+        return Err(Error::InvalidRequest("the question and the SQL must not be empty".into()).into());
+    }
+    if question.chars().count() + sql.chars().count() > MAX_EXAMPLE_CHARS {
+        return Err(Error::InvalidRequest(format!("an example is at most {MAX_EXAMPLE_CHARS} characters")).into());
+    }
+    engine.executor.prepare(&dataset, &sql).await?;
+    let status = if principal.is_admin() { ExampleStatus::Approved } else { ExampleStatus::Pending };
+    let saved = engine.state.save_example(&name, &question, &sql, status, &principal.name).await?;
+    audit_example(&engine, &principal, "example.save", &saved).await;
+    Ok((StatusCode::CREATED, Json(saved)).into_response())
+}
+
+async fn approve_example(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((name, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    engine.dataset_for(&principal, &name)?;
+    principal.require_admin("approving an example")?;
+    let approved = engine.state.approve_example(&name, id).await?;
+    audit_example(&engine, &principal, "example.approve", &approved).await;
+    Ok(Json(approved).into_response())
+}
+
+async fn delete_example(
+    State(engine): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((name, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    engine.dataset_for(&principal, &name)?;
+    principal.require_admin("deleting an example")?;
+    engine.state.delete_example(&name, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn audit_example(engine: &Engine, principal: &Principal, action: &str, example: &tag_types::SavedExample) {
+    let entry = crate::state::AuditEntry {
+        interface: "http".into(),
+        action: action.into(),
+        dataset: example.dataset.clone(),
+        question: Some(example.question.clone()),
+        sql: Some(example.sql.clone()),
+        outcome: "ok".into(),
+        ..crate::query::blank_entry()
+    };
+    engine.audit(principal, entry).await;
 }
 
 /// The persistent response cache (admins): entry count, or cleared.

@@ -222,6 +222,8 @@ mod tests {
                 "order_lines.product_id = products.product_id".into(),
             ],
             examples: vec![],
+            verified: vec![],
+            terms: vec![],
         }
     }
 

@@ -28,7 +28,7 @@ use std::{
 
 use duckdb::{AccessMode, Connection};
 use serde::Deserialize;
-pub use tag_types::{ColumnInfo, DatasetInfo, TableInfo};
+pub use tag_types::{ColumnInfo, DatasetInfo, TableInfo, Term, VerifiedExample};
 
 use crate::{
     config::{SourceConfig, SourceKind, TableDescription},
@@ -51,6 +51,10 @@ struct DescriptionFile {
     #[serde(default)]
     joins: Vec<String>,
     #[serde(default)]
+    verified: Vec<VerifiedExample>,
+    #[serde(default)]
+    terms: Vec<Term>,
+    #[serde(default)]
     tables: BTreeMap<String, TableDescription>,
 }
 
@@ -68,13 +72,31 @@ pub struct Dataset {
     attached: Option<Attached>,
     root: Mutex<Connection>,
     idle: Mutex<Vec<Connection>>,
+    /// The GBNF grammars of queries over its tables (strict, full), made when
+    /// first asked for.
+    grammars: [std::sync::OnceLock<String>; 2],
 }
 
 impl Dataset {
     fn new(info: DatasetInfo, source: &'static str, conn: Connection, attached: Option<Attached>) -> Dataset {
         let schema_text = schema_text::render(&info, None);
         let linker = linking::Linker::new(&info);
-        Dataset { info, source, schema_text, linker, attached, root: Mutex::new(conn), idle: Mutex::new(Vec::new()) }
+        Dataset {
+            info,
+            source,
+            schema_text,
+            linker,
+            attached,
+            root: Mutex::new(conn),
+            idle: Mutex::new(Vec::new()),
+            grammars: Default::default(),
+        }
+    }
+
+    /// The grammar of SQL over this dataset's names (see [`crate::synthesis::grammar`]).
+    pub fn sql_grammar(&self, scope: crate::synthesis::grammar::Scope) -> &str {
+        let index = scope as usize;
+        self.grammars[index].get_or_init(|| crate::synthesis::grammar::gbnf(&self.info, scope))
     }
 
     /// An error of a query on this dataset, with its database's connection string
@@ -501,6 +523,8 @@ fn describe(conn: &Connection, name: &str, description: DescriptionFile) -> Resu
         tables,
         joins: description.joins,
         examples: description.examples,
+        verified: description.verified,
+        terms: description.terms,
     })
 }
 

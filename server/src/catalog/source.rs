@@ -413,6 +413,8 @@ fn describe(conn: &Connection, name: &str, source: &SourceConfig, secret: &Secre
         tables,
         joins,
         examples: source.examples.clone(),
+        verified: source.verified.clone(),
+        terms: source.terms.clone(),
     })
 }
 

@@ -207,6 +207,7 @@ impl QueryContext {
             messages: vec![Message::system(prompts::SYSTEM), Message::user(prompt)],
             max_tokens: self.config.llm.operator_max_tokens,
             constraint,
+            sampling: crate::llm::Sampling::Greedy,
         };
         let answer = entry
             .cell

@@ -2,7 +2,10 @@
 //! result table only, citing rows. A result larger than the character budget is
 //! shown in part with its full row count and per-column summaries, and the prompt
 //! says so. Empty results and unanswerable questions are answered without the LLM,
-//! so nothing is invented.
+//! so nothing is invented. An answer that degenerates (repeats itself, is empty,
+//! or gives another value than the result's single one) is replaced by a short
+//! factual answer built from the result, labelled as such ([`degenerate`],
+//! [`from_result`]).
 
 use std::fmt::Write;
 
@@ -79,6 +82,108 @@ fn summaries(table: &Table) -> String {
     text
 }
 
+/// Where a streamed answer starts repeating itself: the byte offset of the second
+/// occurrence of a sentence or line (of at least 12 characters) that it already
+/// said. Greedy decoding by a small model loops this way until its budget ends.
+pub fn repetition(answer: &str) -> Option<usize> {
+    let mut seen = std::collections::HashSet::new();
+    let mut start = 0;
+    for (i, c) in answer.char_indices() {
+        if matches!(c, '.' | '!' | '?' | '\n') {
+            let end = i + c.len_utf8();
+            let sentence = answer[start..end].trim();
+            if sentence.chars().count() >= 12 && !seen.insert(sentence.to_lowercase()) {
+                return Some(end - answer[start..end].trim_start().len());
+            }
+            start = end;
+        }
+    }
+    None
+}
+
+/// Why the model's answer cannot stand, if it cannot: empty, repeating itself,
+/// or not giving the value of a one-value result.
+pub fn degenerate(answer: &str, table: &Table) -> Option<&'static str> {
+    if answer.trim().is_empty() {
+        return Some("the model's answer was empty");
+    }
+    if repetition(answer).is_some() {
+        return Some("the model's answer repeated itself");
+    }
+    if let ([row], [_]) = (table.rows.as_slice(), table.columns.as_slice()) {
+        if !mentions(answer, &row[0]) {
+            return Some("the model's answer did not give the result's value");
+        }
+    }
+    None
+}
+
+/// Whether `answer` states `value` (a number in any usual rounding, with or
+/// without thousands separators, or the text itself).
+fn mentions(answer: &str, value: &serde_json::Value) -> bool {
+    let text: String = {
+        // 1,234 → 1234
+        let chars: Vec<char> = answer.chars().collect();
+        chars
+            .iter()
+            .enumerate()
+            .filter(|&(i, &c)| {
+                !(c == ',' && i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+            })
+            .map(|(_, &c)| c)
+            .collect()
+    };
+    if value.is_null() {
+        return true;
+    }
+    let Some(number) = value.as_f64() else {
+        let wanted = cell_text(value).to_lowercase();
+        return wanted.chars().count() > 200 || text.to_lowercase().contains(wanted.trim());
+    };
+    let mut forms = vec![cell_text(value), format!("{number:.0}"), format!("{number:.1}"), format!("{number:.2}")];
+    if number.fract() == 0.0 {
+        forms.push(format!("{}", number as i64));
+    }
+    forms.iter().any(|form| contains_number(&text, form))
+}
+
+/// `form` in `text` as a whole number (not inside a longer one).
+fn contains_number(text: &str, form: &str) -> bool {
+    let digit_at = |i: usize| text[i..].chars().next().is_some_and(|c| c.is_ascii_digit());
+    text.match_indices(form).any(|(at, _)| {
+        let before = text[..at].chars().last();
+        let after_index = at + form.len();
+        let after_digit = after_index < text.len()
+            && (digit_at(after_index) || (text[after_index..].starts_with('.') && after_index + 1 < text.len() && digit_at(after_index + 1)));
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after_digit
+    })
+}
+
+/// A short factual answer built from the result, for when the model's answer
+/// cannot stand (`reason`), labelled as such and with the SQL that was run.
+pub fn from_result(table: &Table, sql: &str, reason: &str) -> String {
+    let mut text = format!("Built from the result, not written by the model ({reason}):\n");
+    let cells = |row: &[serde_json::Value]| -> String {
+        table.columns.iter().zip(row).map(|(c, v)| format!("{}: {}", c.name, one_line(&cell_text(v)))).collect::<Vec<_>>().join(", ")
+    };
+    match (table.rows.as_slice(), table.columns.as_slice()) {
+        ([row], [column]) => {
+            let _ = writeln!(text, "{} is {} [row 1].", column.name, one_line(&cell_text(&row[0])));
+        }
+        (rows, _) => {
+            let _ = writeln!(text, "The query returned {} row{}:", table.row_count, if table.row_count == 1 { "" } else { "s" });
+            for (i, row) in rows.iter().take(5).enumerate() {
+                let _ = writeln!(text, "- [row {}] {}", i + 1, cells(row));
+            }
+            if table.row_count > 5 {
+                let _ = writeln!(text, "- … and {} more (see the table).", table.row_count - 5);
+            }
+        }
+    }
+    let _ = write!(text, "\nSQL that was run: `{}`", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    text
+}
+
 /// The answer when the query returned no rows.
 pub fn empty_answer() -> String {
     "The query returned no rows, so the data holds no answer to this question. Try a broader question, or check \
@@ -109,6 +214,36 @@ mod tests {
             row_count: rows as u64,
             truncated: false,
         }
+    }
+
+    #[test]
+    fn a_looping_answer_is_caught_where_it_repeats() {
+        let looped = "I'm glad you asked about Nolan. I'm glad you asked about Nolan. I'm glad";
+        assert_eq!(repetition(looped), Some(looped.find("Nolan. I'm").unwrap() + "Nolan. ".len()));
+        assert_eq!(repetition("Yes. Yes. It grossed 1006 million [row 1]."), None, "short sentences may repeat");
+        assert_eq!(repetition("Line one is here\nline one is here\n"), Some(17));
+    }
+
+    #[test]
+    fn degenerate_answers_are_named_and_replaced_with_the_result() {
+        let one = Table {
+            columns: vec![Column { name: "films".into(), data_type: "BIGINT".into() }],
+            rows: vec![vec![json!(1234)]],
+            row_count: 1,
+            truncated: false,
+        };
+        assert_eq!(degenerate("There are 1,234 films [row 1].", &one), None);
+        assert_eq!(degenerate("There are 1234.", &one), None);
+        assert_eq!(degenerate("There are 12345 films.", &one), Some("the model's answer did not give the result's value"));
+        assert_eq!(degenerate("  ", &one), Some("the model's answer was empty"));
+        let replaced = from_result(&one, "SELECT count(*) AS films\nFROM movies", "the model's answer was empty");
+        assert!(replaced.starts_with("Built from the result, not written by the model (the model's answer was empty)"), "{replaced}");
+        assert!(replaced.contains("films is 1234 [row 1]."), "{replaced}");
+        assert!(replaced.ends_with("SQL that was run: `SELECT count(*) AS films FROM movies`"), "{replaced}");
+        let rows = from_result(&table(7), "SELECT 1", "the model's answer repeated itself");
+        assert!(rows.contains("The query returned 7 rows:\n- [row 1] title: film 0, revenue: 0.0"), "{rows}");
+        assert!(rows.contains("and 2 more"), "{rows}");
+        assert_eq!(degenerate("Film 3 earned the most [row 4].", &table(7)), None, "many rows: only loops and emptiness count");
     }
 
     #[test]

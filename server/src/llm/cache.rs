@@ -68,8 +68,9 @@ impl ResponseCache {
             Constraint::OneOf(labels) => json!({ "one_of": labels }),
             Constraint::UnitScore => json!("unit_score"),
             Constraint::NumberList => json!("number_list"),
+            Constraint::Grammar(grammar) => json!({ "grammar": grammar }),
         });
-        let material = json!({
+        let mut material = json!({
             "backend": backend,
             "model": model,
             "messages": request.messages,
@@ -77,6 +78,11 @@ impl ResponseCache {
             "temperature": 0,
             "constraint": constraint,
         });
+        match request.sampling {
+            super::Sampling::Greedy => {}
+            super::Sampling::Prose => material["sampling"] = json!("prose"),
+            super::Sampling::Random { temperature, seed } => material["sampling"] = json!({ "temperature": temperature, "seed": seed }),
+        }
         Sha256::digest(material.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 

@@ -47,8 +47,9 @@ impl Message {
     }
 }
 
-/// A chat-completion request. Temperature is always 0: every call is deterministic
-/// for a given model and prompt, so results can be reused.
+/// A chat-completion request. Temperature is 0 unless [`Sampling::Random`] asks
+/// otherwise (with a seed): every call is deterministic for a given model, prompt
+/// and sampling, so results can be reused.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     pub messages: Vec<Message>,
@@ -57,12 +58,28 @@ pub struct ChatRequest {
     /// embedded engine, with a grammar) enforce it; others rely on the prompt, and
     /// the caller's strict parser checks the answer either way.
     pub constraint: Option<Constraint>,
+    pub sampling: Sampling,
 }
 
 impl ChatRequest {
     pub fn new(messages: Vec<Message>, max_tokens: u32) -> Self {
-        ChatRequest { messages, max_tokens, constraint: None }
+        ChatRequest { messages, max_tokens, constraint: None, sampling: Sampling::Greedy }
     }
+}
+
+/// How tokens are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Sampling {
+    /// The most likely token each time (temperature 0).
+    #[default]
+    Greedy,
+    /// Greedy, with repeated phrases penalised: prose answers. A tiny model's
+    /// greedy prose otherwise loops on one sentence until its budget runs out. The
+    /// embedded engine applies a DRY penalty; servers get temperature 0 as for
+    /// `Greedy` (real models do not need the crutch).
+    Prose,
+    /// Random at `temperature`, from `seed` (candidates that differ).
+    Random { temperature: f32, seed: u32 },
 }
 
 /// Answer shapes an operator needs.
@@ -76,6 +93,8 @@ pub enum Constraint {
     UnitScore,
     /// Comma-separated item numbers.
     NumberList,
+    /// A GBNF grammar (a SQL query over the dataset's own tables and columns).
+    Grammar(String),
 }
 
 #[derive(Debug, Clone)]

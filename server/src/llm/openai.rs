@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use super::{ChatRequest, Completion, LlmBackend, StreamPiece, Usage};
+use super::{ChatRequest, Completion, Constraint, LlmBackend, Sampling, StreamPiece, Usage};
 use crate::{
-    config::LlmConfig,
+    config::{LlmConfig, SqlGrammar},
     error::{Error, Result},
     text::shorten,
 };
@@ -26,6 +26,8 @@ pub struct OpenAiClient {
     api_key: Option<String>,
     permits: Arc<Semaphore>,
     backoff: ExponentialBuilder,
+    /// The request field a grammar goes in (`llm.sql_grammar`), if the server takes one.
+    grammar_field: Option<&'static str>,
 }
 
 /// Why one attempt failed, and whether trying again may help.
@@ -58,6 +60,11 @@ impl OpenAiClient {
             api_key: config.api_key.clone().filter(|k| !k.is_empty()),
             permits: Arc::new(Semaphore::new(config.concurrency)),
             backoff,
+            grammar_field: match config.sql_grammar {
+                SqlGrammar::Grammar => Some("grammar"),
+                SqlGrammar::GuidedGrammar => Some("guided_grammar"),
+                SqlGrammar::Auto | SqlGrammar::Off => None,
+            },
         })
     }
 
@@ -71,6 +78,13 @@ impl OpenAiClient {
         });
         if stream {
             body["stream_options"] = json!({ "include_usage": true });
+        }
+        if let Sampling::Random { temperature, seed } = request.sampling {
+            body["temperature"] = json!(temperature);
+            body["seed"] = json!(seed);
+        }
+        if let (Some(field), Some(Constraint::Grammar(grammar))) = (self.grammar_field, &request.constraint) {
+            body[field] = json!(grammar);
         }
         body
     }

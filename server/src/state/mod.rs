@@ -1,5 +1,6 @@
 //! Server state that must survive a restart: conversations and their turns,
-//! feedback on answers, and the audit trail ([`audit`]). A SQLite file under the
+//! feedback on answers, saved examples (question → SQL, pending or approved), and
+//! the audit trail ([`audit`]). A SQLite file under the
 //! data directory; every call runs on a blocking thread so async code never waits
 //! on disk.
 //!
@@ -20,7 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
-pub use tag_types::{AuditEntry, AuditPage, Conversation, Feedback, Rating, Turn};
+pub use tag_types::{AuditEntry, AuditPage, Conversation, ExampleStatus, Feedback, Rating, SavedExample, Turn};
 
 #[derive(Clone)]
 pub struct StateStore {
@@ -52,6 +53,16 @@ CREATE TABLE IF NOT EXISTS feedback (
     comment TEXT,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS examples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL,
+    question TEXT NOT NULL,
+    sql TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved')),
+    saved_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS examples_by_dataset ON examples(dataset, status);
 ";
 
 fn now() -> i64 {
@@ -274,6 +285,94 @@ impl StateStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+        .await
+    }
+}
+
+const EXAMPLE_COLUMNS: &str = "id, dataset, question, sql, status, saved_by, created_at";
+
+fn example_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SavedExample> {
+    Ok(SavedExample {
+        id: row.get(0)?,
+        dataset: row.get(1)?,
+        question: row.get(2)?,
+        sql: row.get(3)?,
+        status: if row.get::<_, String>(4)? == "approved" { ExampleStatus::Approved } else { ExampleStatus::Pending },
+        saved_by: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+impl StateStore {
+    /// Saves an example of `dataset`, by `saved_by`, as `status`.
+    pub async fn save_example(&self, dataset: &str, question: &str, sql: &str, status: ExampleStatus, saved_by: &str) -> Result<SavedExample> {
+        let (dataset, question, sql, saved_by) = (dataset.to_string(), question.to_string(), sql.to_string(), saved_by.to_string());
+        self.with(move |conn| {
+            let example = conn.query_row(
+                &format!(
+                    "INSERT INTO examples (dataset, question, sql, status, saved_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     RETURNING {EXAMPLE_COLUMNS}"
+                ),
+                params![dataset, question, sql, status.as_str(), saved_by, now()],
+                example_from_row,
+            )?;
+            Ok(example)
+        })
+        .await
+    }
+
+    /// The saved examples of `dataset` (all datasets: `None`), with `status` (any:
+    /// `None`), oldest first.
+    pub async fn examples(&self, dataset: Option<&str>, status: Option<ExampleStatus>) -> Result<Vec<SavedExample>> {
+        let (dataset, status) = (dataset.map(str::to_string), status.map(ExampleStatus::as_str));
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {EXAMPLE_COLUMNS} FROM examples WHERE (?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY id"
+            ))?;
+            let rows = stmt.query_map(params![dataset, status], example_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Approves a pending example of `dataset`.
+    pub async fn approve_example(&self, dataset: &str, id: i64) -> Result<SavedExample> {
+        let dataset = dataset.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                &format!("UPDATE examples SET status = 'approved' WHERE id = ?1 AND dataset = ?2 RETURNING {EXAMPLE_COLUMNS}"),
+                params![id, dataset],
+                example_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::not_found("example", id.to_string()))
+        })
+        .await
+    }
+
+    /// Deletes an example of `dataset`.
+    pub async fn delete_example(&self, dataset: &str, id: i64) -> Result<()> {
+        let dataset = dataset.to_string();
+        self.with(move |conn| match conn.execute("DELETE FROM examples WHERE id = ?1 AND dataset = ?2", params![id, dataset])? {
+            0 => Err(Error::not_found("example", id.to_string())),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// The dataset, question and SQL of a turn of a conversation `owner` may see.
+    pub async fn turn_source(&self, turn_id: i64, owner: Option<&str>) -> Result<(String, String, Option<String>)> {
+        let owner = owner.map(str::to_string);
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT c.dataset, t.question, t.sql FROM turns t JOIN conversations c ON c.id = t.conversation_id
+                 WHERE t.id = ?1 AND (?2 IS NULL OR c.owner = ?2)",
+                params![turn_id, owner],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| Error::not_found("turn", turn_id.to_string()))
         })
         .await
     }

@@ -1,11 +1,29 @@
 //! Stage 1, query synthesis: the prompt that asks the LLM for one DuckDB query,
-//! grounded in the dataset's schema text and the operator reference, with the
-//! conversation so far; reading the SQL out of the reply; and the repair message
-//! that shows the model what went wrong with its last attempt.
+//! grounded in the dataset's schema text, its business terms and verified examples
+//! ([`examples`]) and the operator reference, with the conversation so far; the
+//! grammar that constrains the query to the dataset's names ([`grammar`]); reading
+//! the SQL out of the reply; and the repair message that shows the model what went
+//! wrong with its last attempt.
+
+pub mod examples;
+pub mod grammar;
 
 use std::fmt::Write;
 
-use crate::{llm::Message, operators::Operator, state::Turn};
+use crate::{
+    catalog::{Term, VerifiedExample},
+    llm::Message,
+    operators::Operator,
+    state::Turn,
+};
+
+/// What the dataset knows that bears on one question: the verified examples
+/// nearest it and the business terms it uses.
+#[derive(Debug, Clone, Default)]
+pub struct Grounding {
+    pub examples: Vec<VerifiedExample>,
+    pub terms: Vec<Term>,
+}
 
 /// What the model replied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +37,7 @@ pub enum Reply {
 
 pub const UNANSWERABLE: &str = "UNANSWERABLE:";
 
-fn system_prompt(schema_text: &str) -> String {
+fn system_prompt(schema_text: &str, terms: &[Term]) -> String {
     let mut text = String::from(
         "You write one DuckDB SQL query that answers the user's question about the tables below.\n\
 Use ordinary SQL for everything exact: filters, joins, counts, sums, sorting, limits. Call an LLM operator only \
@@ -39,13 +57,24 @@ Reply with the SQL in a single ```sql block and nothing else.\n",
     );
     text.push('\n');
     text.push_str(schema_text);
+    if !terms.is_empty() {
+        text.push_str("\nBUSINESS TERMS (what the user's words mean in these tables):\n");
+        for term in terms {
+            let _ = writeln!(text, "- {}: {}", term.words.join(", "), term.means);
+        }
+    }
     text
 }
 
 /// The messages of the first attempt: system prompt (with `schema_text`, the
-/// dataset's or the part linked to the question), earlier turns, the question.
-pub fn messages(schema_text: &str, history: &[Turn], question: &str) -> Vec<Message> {
-    let mut messages = vec![Message::system(system_prompt(schema_text))];
+/// dataset's or the part linked to the question, and the terms the question
+/// uses), the verified examples as earlier exchanges, earlier turns, the question.
+pub fn messages(schema_text: &str, grounding: &Grounding, history: &[Turn], question: &str) -> Vec<Message> {
+    let mut messages = vec![Message::system(system_prompt(schema_text, &grounding.terms))];
+    for example in &grounding.examples {
+        messages.push(Message::user(example.question.clone()));
+        messages.push(Message::assistant(format!("```sql\n{}\n```", example.sql.trim())));
+    }
     for turn in history {
         messages.push(Message::user(turn.question.clone()));
         let reply = match &turn.sql {

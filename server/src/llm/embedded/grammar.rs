@@ -13,11 +13,12 @@ pub fn gbnf(constraint: &Constraint) -> String {
         }
         Constraint::UnitScore => r#"root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?"#.to_string(),
         Constraint::NumberList => r#"root ::= [1-9] [0-9]? (", " [1-9] [0-9]?)*"#.to_string(),
+        Constraint::Grammar(grammar) => grammar.clone(),
     }
 }
 
 /// A GBNF string literal.
-fn literal(text: &str) -> String {
+pub fn literal(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {

@@ -26,7 +26,7 @@ use futures::stream::BoxStream;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use grammar::gbnf;
+pub use grammar::{gbnf, literal};
 pub use worker::Tokenizer;
 
 use super::{model_store, ChatRequest, Completion, LlmBackend, Preparing, Readiness, StreamPiece};
@@ -200,6 +200,7 @@ impl EmbeddedLlm {
             messages: request.messages.clone(),
             max_tokens: request.max_tokens,
             constraint: request.constraint.clone(),
+            sampling: request.sampling,
             reply,
         };
         self.jobs.send(job).map_err(|_| Error::llm("the embedded engine has stopped"))

@@ -24,13 +24,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{grammar, EngineCounters};
 use crate::{
     error::{Error, Result},
-    llm::{model_store, model_store::Preparing, Completion, Constraint, Message, Readiness, Role, StreamPiece, Usage},
+    llm::{model_store, model_store::Preparing, Completion, Constraint, Message, Readiness, Role, Sampling, StreamPiece, Usage},
 };
 
 pub struct Job {
     pub messages: Vec<Message>,
     pub max_tokens: u32,
     pub constraint: Option<Constraint>,
+    pub sampling: Sampling,
     pub reply: Reply,
 }
 
@@ -91,6 +92,24 @@ impl Tokenizer {
     /// (`<|im_start|>`, ...) read as the special tokens they are.
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         self.model.vocab().tokenize(text.as_bytes(), false, true).into_iter().map(|t| t.0 as u32).collect()
+    }
+
+    /// Whether llama.cpp's own reading of the GBNF `grammar` lets a constrained
+    /// model write `text` (or a text it begins): each of its tokens in turn must
+    /// survive the grammar's masking.
+    pub fn grammar_allows(&self, grammar: &str, text: &str) -> Result<bool> {
+        use llama_cpp_2::token::{data::LlamaTokenData, data_array::LlamaTokenDataArray};
+        let mut sampler = LlamaSampler::grammar(&self.model, grammar, "root")
+            .map_err(|e| Error::internal(format!("llama.cpp cannot read the grammar: {e}")))?;
+        for token in self.model.vocab().tokenize(text.as_bytes(), false, false) {
+            let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+            sampler.apply(&mut single);
+            if single.data[0].logit() == f32::NEG_INFINITY {
+                return Ok(false);
+            }
+            sampler.accept(token);
+        }
+        Ok(true)
     }
 
     /// The text of `tokens` (the inverse of [`Tokenizer::tokenize`]).
@@ -282,13 +301,26 @@ TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
                 self.context_size
             ))));
         }
-        let sampler = match &job.constraint {
-            None => LlamaSampler::greedy(),
-            Some(constraint) => match LlamaSampler::grammar(self.model, &grammar::gbnf(constraint), "root") {
-                Ok(grammar) => LlamaSampler::chain_simple([grammar, LlamaSampler::greedy()]),
+        let mut chain = Vec::new();
+        if let Some(constraint) = &job.constraint {
+            match LlamaSampler::grammar(self.model, &grammar::gbnf(constraint), "root") {
+                Ok(grammar) => chain.push(grammar),
                 Err(e) => return job.reply.finish(Err(Error::internal(format!("invalid answer grammar: {e}")))),
-            },
-        };
+            }
+        }
+        match job.sampling {
+            Sampling::Greedy => chain.push(LlamaSampler::greedy()),
+            Sampling::Prose => {
+                // DRY (llama.cpp's defaults, over the answer so far): a phrase that
+                // repeats what came before gets costlier the longer it runs.
+                chain.push(LlamaSampler::dry(self.model, 0.8, 1.75, 2, 512, ["\n", ":", "\"", "*"]));
+                chain.push(LlamaSampler::greedy());
+            }
+            Sampling::Random { temperature, seed } => {
+                chain.extend([LlamaSampler::top_k(40), LlamaSampler::temp(temperature), LlamaSampler::dist(seed)]);
+            }
+        }
+        let sampler = LlamaSampler::chain_simple(chain);
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let max_tokens = (job.max_tokens as usize).max(1);
         self.queue.push_back(Pending { prompt, sampler, max_tokens, reply: job.reply });
