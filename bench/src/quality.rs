@@ -308,8 +308,8 @@ impl Report {
     }
 }
 
-/// The tables that check a question file: every gold query runs on the demo
-/// datasets (those with operators need an LLM and are only prepared).
+/// Checks a question file: every gold query prepares on the demo datasets, and
+/// each without LLM operators (which need an LLM) runs and returns rows.
 pub async fn check_gold(questions: &[Question]) -> Result<()> {
     let data = tempfile::tempdir()?;
     let mut config = Config::default();

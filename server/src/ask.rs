@@ -15,7 +15,7 @@ pub use tag_types::{AskRequest, AskResponse, AskStats, Event, FailedAttempt, Llm
 
 use crate::{
     auth::Principal,
-    catalog::Dataset,
+    catalog::{linking::tokens, Dataset},
     engine::Engine,
     error::{Error, Result},
     execution::{Estimate, ExecutionStats, ProgressSink, QueryOptions, Table},
@@ -272,7 +272,7 @@ async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Re
         "embedded" => synthesis::grammar::Scope::Strict,
         _ => synthesis::grammar::Scope::Full,
     };
-    let constraint = grammar.then(|| Constraint::Grammar(question.dataset.sql_grammar(scope).to_string()));
+    let constraint = grammar.then(|| Constraint::Grammar(question.dataset.sql_grammar(scope).clone()));
     let count = 1 + config.query.max_repairs;
     for attempt in 1..=count {
         let attempt_started = Instant::now();
@@ -548,12 +548,12 @@ pub async fn write_answer(
             StreamPiece::Text(text) => {
                 answer.push_str(&text);
                 on_token(&text);
-                // A loop stops at its first repeat (dropping the stream cancels the
-                // call, whose usage then never comes: it is estimated, four
-                // characters a token).
-                if generation::repetition(&answer).is_some() {
-                    let prompt: usize = request.messages.iter().map(|m| m.content.len()).sum();
-                    usage = Usage { prompt_tokens: prompt.div_ceil(4) as u64, completion_tokens: answer.len().div_ceil(4) as u64, ..usage };
+                // A loop stops at its first repeat, which can only complete at a
+                // sentence's end (dropping the stream cancels the call, whose usage
+                // then never comes: it is estimated).
+                if text.contains(['.', '!', '?', '\n']) && generation::repetition(&answer).is_some() {
+                    let prompt: usize = request.messages.iter().map(|m| tokens(&m.content)).sum();
+                    usage = Usage { prompt_tokens: prompt as u64, completion_tokens: tokens(&answer) as u64, ..usage };
                     break;
                 }
             }

@@ -270,7 +270,7 @@ async fn grammar_constrained_sql_from_the_default_model_parses_and_checks() {
         let grounding = Grounding { examples, terms: synthesis::examples::used(question, &dataset.info.terms).into_iter().cloned().collect() };
         let messages = synthesis::messages(&dataset.schema_text, &grounding, &[], question);
         let request = ChatRequest {
-            constraint: Some(Constraint::Grammar(dataset.sql_grammar(grammar::Scope::Strict).to_string())),
+            constraint: Some(Constraint::Grammar(dataset.sql_grammar(grammar::Scope::Strict).clone())),
             ..ChatRequest::new(messages, 256)
         };
         let completion = llm.complete(&request).await.unwrap();

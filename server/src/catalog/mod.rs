@@ -74,7 +74,7 @@ pub struct Dataset {
     idle: Mutex<Vec<Connection>>,
     /// The GBNF grammars of queries over its tables (strict, full), made when
     /// first asked for.
-    grammars: [std::sync::OnceLock<String>; 2],
+    grammars: [std::sync::OnceLock<Arc<str>>; 2],
 }
 
 impl Dataset {
@@ -94,9 +94,8 @@ impl Dataset {
     }
 
     /// The grammar of SQL over this dataset's names (see [`crate::synthesis::grammar`]).
-    pub fn sql_grammar(&self, scope: crate::synthesis::grammar::Scope) -> &str {
-        let index = scope as usize;
-        self.grammars[index].get_or_init(|| crate::synthesis::grammar::gbnf(&self.info, scope))
+    pub fn sql_grammar(&self, scope: crate::synthesis::grammar::Scope) -> &Arc<str> {
+        self.grammars[scope as usize].get_or_init(|| crate::synthesis::grammar::gbnf(&self.info, scope).into())
     }
 
     /// An error of a query on this dataset, with its database's connection string

@@ -93,8 +93,9 @@ pub enum Constraint {
     UnitScore,
     /// Comma-separated item numbers.
     NumberList,
-    /// A GBNF grammar (a SQL query over the dataset's own tables and columns).
-    Grammar(String),
+    /// A GBNF grammar (a SQL query over the dataset's own tables and columns),
+    /// shared rather than copied into each request.
+    Grammar(Arc<str>),
 }
 
 #[derive(Debug, Clone)]

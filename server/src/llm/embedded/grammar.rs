@@ -2,18 +2,20 @@
 //! only produce a well-formed answer (`yes`/`no`, one of the labels, a number in
 //! range, a list of item numbers).
 
+use std::borrow::Cow;
+
 use crate::llm::Constraint;
 
-pub fn gbnf(constraint: &Constraint) -> String {
+pub fn gbnf(constraint: &Constraint) -> Cow<'_, str> {
     match constraint {
-        Constraint::YesNo => r#"root ::= "yes" | "no""#.to_string(),
+        Constraint::YesNo => r#"root ::= "yes" | "no""#.into(),
         Constraint::OneOf(labels) => {
             let choices: Vec<String> = labels.iter().map(|label| literal(label)).collect();
-            format!("root ::= {}", choices.join(" | "))
+            format!("root ::= {}", choices.join(" | ")).into()
         }
-        Constraint::UnitScore => r#"root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?"#.to_string(),
-        Constraint::NumberList => r#"root ::= [1-9] [0-9]? (", " [1-9] [0-9]?)*"#.to_string(),
-        Constraint::Grammar(grammar) => grammar.clone(),
+        Constraint::UnitScore => r#"root ::= "0" ("." [0-9] [0-9]?)? | "1" (".0" "0"?)?"#.into(),
+        Constraint::NumberList => r#"root ::= [1-9] [0-9]? (", " [1-9] [0-9]?)*"#.into(),
+        Constraint::Grammar(grammar) => Cow::Borrowed(grammar),
     }
 }
 
@@ -40,7 +42,8 @@ mod tests {
 
     #[test]
     fn labels_are_escaped_literals() {
-        let grammar = gbnf(&Constraint::OneOf(vec!["a \"quoted\" label".into(), "back\\slash".into()]));
+        let labels = Constraint::OneOf(vec!["a \"quoted\" label".into(), "back\\slash".into()]);
+        let grammar = gbnf(&labels);
         assert_eq!(grammar, r#"root ::= "a \"quoted\" label" | "back\\slash""#);
     }
 }
