@@ -52,7 +52,8 @@ fn script(llm: &ScriptedLlm) {
     llm.on(&format!("^{}$", regex::escape(NOLAN_QUESTION)), format!("```sql\n{NOLAN_SQL}\n```"));
     llm.on(r"^Question: Which Christopher Nolan film", NOLAN_ANSWER);
     llm.on(&format!("^{}$", regex::escape(COUNT_QUESTION)), "```sql\nSELECT count(*) AS films FROM movies\n```");
-    llm.on(r"^Question: How many films", "There are 40 films [row 1].");
+    // The answers state the result's value: one that does not is replaced.
+    llm.on(r"^Question: How many films", "There are 228 films [row 1].");
     llm.on(&format!("^{SLOW_QUESTION}$"), "```sql\nSELECT 1 AS one\n```");
 }
 
@@ -189,7 +190,7 @@ async fn drive(browser: &Browser, server: &ServerProcess, llm: &ScriptedLlm) -> 
     assert!(error.contains("Retry") && error.contains("The LLM or the server could not be reached"), "{error}");
     let retry = browser.wait_for(".turn:nth-of-type(2) .error-box button", WAIT).await?;
     browser.click(&retry).await?;
-    browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| t == "There are 40 films [row 1].").await?;
+    browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| t == "There are 228 films [row 1].").await?;
     assert!(browser.find_all(".turn:nth-of-type(2) .error-box").await?.is_empty(), "the error is gone after the retry");
 
     // Stop cancels a slow question.
@@ -222,7 +223,7 @@ async fn drive(browser: &Browser, server: &ServerProcess, llm: &ScriptedLlm) -> 
     browser.click(&saved).await?;
     browser.wait_for_text(".turn .question", WAIT, |t| t == NOLAN_QUESTION).await?;
     let reopened = browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| !t.is_empty()).await?;
-    assert_eq!(reopened, "There are 40 films [row 1].");
+    assert_eq!(reopened, "There are 228 films [row 1].");
 
     // Rename and delete the conversation from the panel.
     let rename = browser.wait_for(".conversations button[aria-label^='Rename']", WAIT).await?;
@@ -246,7 +247,7 @@ async fn the_page_signs_in_confirms_costly_queries_and_shows_the_audit() {
     let Some((chromium, driver_binary, web)) = required() else { return };
     let llm = ScriptedLlm::start().await;
     llm.on(&format!("^{}$", regex::escape(COSTLY_QUESTION)), format!("```sql\n{COSTLY_SQL}\n```"));
-    llm.on(r"^Question: How many reviews", "Many of them are [row 1].");
+    llm.on(r"^Question: How many reviews", "684 of them are [row 1].");
     llm.on(r"(?s)Statement:", "yes");
     let data = tempfile::tempdir().unwrap();
     let ann = create_token(data.path(), &["--name", "ann", "--confirm-calls", "100"]);
@@ -304,7 +305,7 @@ async fn drive_access(browser: &Browser, server: &ServerProcess, llm: &ScriptedL
     browser.send_keys(&question, &format!("{COSTLY_QUESTION}{ENTER}")).await?;
     let run = browser.wait_for(".turn:nth-of-type(2) .confirm-box .confirm-run", WAIT).await?;
     browser.click(&run).await?;
-    browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| t == "Many of them are [row 1].").await?;
+    browser.wait_for_text(".turn:nth-of-type(2) .answer", WAIT, |t| t == "684 of them are [row 1].").await?;
     assert!(browser.find_all(".turn:nth-of-type(2) .confirm-box").await?.is_empty());
     let stats = browser.wait_for(".turn:nth-of-type(2) .stats summary", WAIT).await?;
     browser.click(&stats).await?;
