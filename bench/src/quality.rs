@@ -143,29 +143,33 @@ pub async fn run(options: Options<'_>) -> Result<Report> {
     base.llm.answer_max_tokens = 1;
     let first = tokio::task::block_in_place(|| Engine::new(base.clone(), &DatasetSources::default()))?;
     let llm = first.require_llm()?;
-    drop(first);
+    // Each gold result once, for every step and the answers.
+    let mut gold = Vec::new();
+    for question in &questions {
+        gold.push(gold_table(&first, &llm, question).await?);
+    }
     let mut steps = Vec::new();
     for step in options.steps {
         let mut config = base.clone();
         step.configure(&mut config);
         let engine = tokio::task::block_in_place(|| Engine::with_llm(config, &DatasetSources::default(), Some(llm.clone())))?;
-        steps.push(run_step(&engine, &llm, step, &questions).await?);
+        steps.push(run_step(&engine, step, &questions, &gold).await?);
         eprintln!("{:<11} {}/{} correct", format!("{step:?}"), steps.last().unwrap().correct, questions.len());
     }
     let answers = match options.answer_questions {
         0 => None,
         n => {
-            let engine = tokio::task::block_in_place(|| Engine::with_llm(base.clone(), &DatasetSources::default(), Some(llm.clone())))?;
-            Some(compare_answers(&engine, &llm, &questions[..n.min(questions.len())]).await?)
+            let n = n.min(questions.len());
+            Some(compare_answers(&first, &llm, &questions[..n], &gold[..n]).await?)
         }
     };
     Ok(Report { backend: llm.backend().to_string(), model: llm.model().to_string(), steps, answers })
 }
 
-async fn run_step(engine: &Engine, llm: &SharedLlm, step: Step, questions: &[Question]) -> Result<StepReport> {
+async fn run_step(engine: &Engine, step: Step, questions: &[Question], gold: &[Table]) -> Result<StepReport> {
     let mut outcomes = Vec::new();
     let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for question in questions {
+    for (question, gold) in questions.iter().zip(gold) {
         let started = Instant::now();
         let request = AskRequest {
             dataset: question.dataset.clone(),
@@ -176,11 +180,10 @@ async fn run_step(engine: &Engine, llm: &SharedLlm, step: Step, questions: &[Que
         };
         let asked = ask::ask(engine, &Principal::console(), "bench", request, Events::default()).await;
         let seconds = started.elapsed().as_secs_f64();
-        let gold = gold_table(engine, llm, question).await?;
         let outcome = match asked {
             Ok(response) => Outcome {
                 question: question.question.clone(),
-                correct: response.sql.is_some() && matches(&gold, &response.rows),
+                correct: response.sql.is_some() && matches(gold, &response.rows),
                 sql: response.sql,
                 seconds,
                 error: None,
@@ -251,25 +254,24 @@ pub fn matches(gold: &Table, rows: &[Vec<Value>]) -> bool {
 }
 
 /// The answers to the gold results: the old settings against the new.
-async fn compare_answers(engine: &Engine, llm: &SharedLlm, questions: &[Question]) -> Result<AnswerReport> {
+async fn compare_answers(engine: &Engine, llm: &SharedLlm, questions: &[Question], gold: &[Table]) -> Result<AnswerReport> {
     let mut before = AnswerSide::default();
     let mut after = AnswerSide::default();
     let mut config = engine.config.as_ref().clone();
     config.llm.answer_max_tokens = tag_server::Config::default().llm.answer_max_tokens;
-    for question in questions {
-        let table = gold_table(engine, llm, question).await?;
+    for (question, table) in questions.iter().zip(gold) {
         if table.row_count == 0 {
             bail!("the gold result of {:?} is empty", question.question);
         }
         let started = Instant::now();
         let request =
-            ChatRequest::new(generation::messages(&question.question, &question.sql, &table, config.query.answer_table_chars), 1024);
+            ChatRequest::new(generation::messages(&question.question, &question.sql, table, config.query.answer_table_chars), 1024);
         let old = llm.complete(&request).await?;
         before.seconds += started.elapsed().as_secs_f64();
         before.completion_tokens += old.usage.completion_tokens;
-        before.degenerate += generation::degenerate(old.text.trim(), &table).is_some() as usize;
+        before.degenerate += generation::degenerate(old.text.trim(), table).is_some() as usize;
         let started = Instant::now();
-        let (answer, totals) = ask::write_answer(llm.as_ref(), &config, &question.question, &question.sql, &table, |_| {}).await?;
+        let (answer, totals) = ask::write_answer(llm.as_ref(), &config, &question.question, &question.sql, table, |_| {}).await?;
         after.seconds += started.elapsed().as_secs_f64();
         after.completion_tokens += totals.usage.completion_tokens;
         after.degenerate += answer.fallback.is_some() as usize;
