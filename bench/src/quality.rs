@@ -154,7 +154,8 @@ pub async fn run(options: Options<'_>) -> Result<Report> {
         step.configure(&mut config);
         let engine = tokio::task::block_in_place(|| Engine::with_llm(config, &DatasetSources::default(), Some(llm.clone())))?;
         steps.push(run_step(&engine, step, &questions, &gold).await?);
-        eprintln!("{:<11} {}/{} correct", format!("{step:?}"), steps.last().unwrap().correct, questions.len());
+        let done = steps.last().expect("just pushed");
+        eprintln!("{:<11} {}/{} correct, {:.1} s/question", format!("{step:?}"), done.correct, done.questions, done.seconds_per_question);
     }
     let answers = match options.answer_questions {
         0 => None,
