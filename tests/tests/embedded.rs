@@ -229,9 +229,9 @@ async fn serve_without_configuration_answers_with_the_embedded_model() {
         200 => {
             assert!(body["answer"].is_string(), "{body}");
             assert!(body["sql"].is_string(), "{body}");
-            // The embedded model writes grammar-constrained SQL, three candidates.
+            // The embedded model writes grammar-constrained SQL, one candidate.
             assert_eq!(body["stats"]["synthesis"]["grammar"], true, "{body}");
-            assert_eq!(body["stats"]["synthesis"]["candidates"], 3, "{body}");
+            assert_eq!(body["stats"]["synthesis"]["candidates"], 1, "{body}");
             let synthesis = &body["stats"]["synthesis_llm"];
             assert!(synthesis["calls"].as_u64().unwrap() >= 1, "{body}");
             assert!(synthesis["prompt_tokens"].as_u64().unwrap() > 100, "{body}");
