@@ -20,7 +20,7 @@ ARG RUST_IMAGE=docker.io/library/rust:1-bookworm
 FROM ${RUST_IMAGE} AS build
 ARG WITH_MODEL=0
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cmake libclang-dev clang curl ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cmake libclang-dev clang libsqlite3-dev curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -45,7 +45,7 @@ RUN --mount=type=cache,target=/target \
 # configuration, the health check and the command.
 FROM ${BASE_IMAGE} AS base
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl libgomp1 libstdc++6 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates curl libgomp1 libstdc++6 libsqlite3-0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --home-dir /var/lib/tag --create-home tag
 ENV HOME=/var/lib/tag \
