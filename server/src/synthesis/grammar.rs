@@ -10,8 +10,9 @@
 //! name, inside a `WITH` query; an output alias in GROUP BY and ORDER BY). DuckDB's
 //! checks and the allow-list still run on every query.
 //!
-//! The strict [`Scope`] leaves those out: the embedded (small) model is held to
-//! the dataset's names; servers' models get the full grammar.
+//! The strict [`Scope`] leaves those out and bounds every list and literal
+//! ([`STRICT_RULES`]): the embedded (small) model is held to the dataset's names
+//! and to queries that end; servers' models get the full grammar.
 //!
 //! [`accepts`] reads a grammar back and tells whether a text is in its language;
 //! the tests check every plan and gold query with it.
@@ -114,6 +115,40 @@ op-call ::= op-name ws "(" ws template (ws "," ws expr)* ws ")"
 template ::= "'" (template-text | "''" | "{" (qualifier ".")? column-raw "}")* "'"
 "#;
 
+/// The strict grammar's bounded forms of rules above: one line, a FROM clause, no
+/// list longer than a few items, no name or literal longer than a few dozen
+/// characters, one-letter aliases (`m`, `r1`), and the common types only. Every query
+/// it takes ends within a few hundred characters, so a small model that would go on
+/// (another column, another condition, more spaces) is held to a query it must end.
+const STRICT_RULES: &str = r#"query ::= select-body (sp set-op sp select-body)? order-by? limit?
+select-body ::= kw-select sp (kw-distinct sp)? select-list sp kw-from sp table-item join{0,3} where? group-by? having?
+select-list ::= select-item (ws "," ws select-item){0,5}
+group-by ::= sp kw-group sp kw-by sp (kw-all | group-item (ws "," ws group-item){0,3})
+order-by ::= sp kw-order sp kw-by sp order-item (ws "," ws order-item){0,2}
+limit ::= sp kw-limit sp [0-9]{1,6} (sp kw-offset sp [0-9]{1,6})?
+expr-list ::= expr (ws "," ws expr){0,7}
+expr ::= and-expr (sp kw-or sp and-expr){0,3}
+and-expr ::= not-expr (sp kw-and sp not-expr){0,4}
+not-expr ::= (kw-not sp)? predicate
+sum-expr ::= term (ws ("+" | "-" | "||") ws term){0,3}
+term ::= factor (ws ("*" | "/" | "//" | "%") ws factor){0,3}
+factor ::= ("-" ws)? primary subscript? ("::" type)?
+case ::= kw-case (sp expr)? (sp kw-when sp expr sp kw-then sp expr){1,4} (sp kw-else sp expr)? sp kw-end
+template ::= "'" (template-text | "''" | "{" (qualifier ".")? column-raw "}"){1,300} "'"
+number ::= [0-9]{1,12} ("." [0-9]{1,6})? | "." [0-9]{1,6}
+string ::= "'" ([^'] | "''"){0,80} "'"
+ident ::= [a-zA-Z_] [a-zA-Z0-9_]{0,30} | "\"" [^"]{1,30} "\""
+alias ::= [a-z] [0-9]?
+type ::= ("INTEGER" | "BIGINT" | "DOUBLE" | "VARCHAR" | "DATE" | "TIMESTAMP" | "BOOLEAN" | "integer" | "bigint" | "double" | "varchar" | "date" | "timestamp" | "boolean") | ("DECIMAL" | "decimal") "(" [0-9]{1,2} ", " [0-9]{1,2} ")"
+sp ::= " "
+"#;
+
+/// `rules` with each rule that [`STRICT_RULES`] bounds replaced by its bounded form.
+fn bounded(rules: &str) -> String {
+    let strict: HashMap<&str, &str> = STRICT_RULES.lines().filter_map(|l| l.split_once(" ::= ").map(|(n, _)| (n, l))).collect();
+    rules.lines().map(|line| line.split_once(" ::= ").and_then(|(name, _)| strict.get(name).copied()).unwrap_or(line)).map(|l| format!("{l}\n")).collect()
+}
+
 /// The `o-` copy of [`QUERY_RULES`]: each rule it defines renamed, and the
 /// dataset's names (`table`, `column`, `column-raw`) opened to any name.
 fn open_copy() -> String {
@@ -172,7 +207,10 @@ pub fn gbnf(info: &DatasetInfo, scope: Scope) -> String {
         Scope::Strict => "root ::= query \";\"?\n",
         Scope::Full => "root ::= (query | o-with-query | o-derived-query) \";\"?\n",
     };
-    let mut text = format!("{root}{RULES}{QUERY_RULES}{}", open_copy());
+    let mut text = match scope {
+        Scope::Strict => format!("{root}{}{}{}", bounded(RULES), bounded(QUERY_RULES), open_copy()),
+        Scope::Full => format!("{root}{RULES}{QUERY_RULES}{}", open_copy()),
+    };
     let mut tables = BTreeSet::new();
     let mut columns = BTreeSet::new();
     let mut raw = BTreeSet::new();
@@ -247,7 +285,8 @@ enum Node {
     Class { negated: bool, ranges: Vec<(char, char)> },
     Rule(usize),
     Choice(Vec<Vec<Node>>),
-    Repeat { node: Box<Node>, at_least_one: bool, at_most_one: bool },
+    /// `node` `min` to `max` times (`*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}`).
+    Repeat { node: Box<Node>, min: usize, max: Option<usize> },
 }
 
 struct Parsed {
@@ -362,15 +401,38 @@ impl Reader<'_> {
                 }
                 Some(c) => return Err(format!("unexpected {c:?}")),
             };
-            let node = match self.peek() {
-                Some(mark @ ('*' | '+' | '?')) => {
-                    self.at += 1;
-                    Node::Repeat { node: Box::new(node), at_least_one: mark == '+', at_most_one: mark == '?' }
-                }
-                _ => node,
+            let bounds = match self.peek() {
+                Some('*') => self.mark((0, None)),
+                Some('+') => self.mark((1, None)),
+                Some('?') => self.mark((0, Some(1))),
+                Some('{') => Some(self.bounds()?),
+                _ => None,
+            };
+            let node = match bounds {
+                Some((min, max)) => Node::Repeat { node: Box::new(node), min, max },
+                None => node,
             };
             nodes.push(node);
         }
+    }
+
+    /// Steps over a one-character repetition mark.
+    fn mark(&mut self, bounds: (usize, Option<usize>)) -> Option<(usize, Option<usize>)> {
+        self.at += 1;
+        Some(bounds)
+    }
+
+    /// Reads `{m}`, `{m,}` or `{m,n}`.
+    fn bounds(&mut self) -> Result<(usize, Option<usize>), String> {
+        let close = self.chars[self.at..].iter().position(|&c| c == '}').ok_or("unclosed {")?;
+        let inside: String = self.chars[self.at + 1..self.at + close].iter().collect();
+        self.at += close + 1;
+        let number = |text: &str| text.trim().parse::<usize>().map_err(|_| format!("bad repetition {{{inside}}}"));
+        Ok(match inside.split_once(',') {
+            None => (number(&inside)?, Some(number(&inside)?)),
+            Some((min, max)) if max.trim().is_empty() => (number(min)?, None),
+            Some((min, max)) => (number(min)?, Some(number(max)?)),
+        })
     }
 
     /// The next character of a literal or class, and whether it was escaped.
@@ -450,23 +512,29 @@ impl Matcher<'_> {
             },
             Node::Rule(rule) => self.rule(*rule, at),
             Node::Choice(alternatives) => self.choice(alternatives, at),
-            Node::Repeat { node, at_least_one, at_most_one } => {
-                let once: BTreeSet<usize> = self.node(node, at);
-                let mut found = if *at_least_one { BTreeSet::new() } else { BTreeSet::from([at]) };
-                if *at_most_one {
-                    found.extend(once);
-                    return found;
-                }
-                let mut frontier: Vec<usize> = once.into_iter().filter(|&p| p > at).collect();
-                found.extend(frontier.iter().copied());
-                while let Some(p) = frontier.pop() {
-                    for q in self.node(node, p) {
-                        if q > p && found.insert(q) {
-                            frontier.push(q);
-                        }
+            Node::Repeat { node, min, max } => {
+                // The positions after `count` repetitions, one count at a time.
+                let mut found = BTreeSet::new();
+                let mut current = BTreeSet::from([at]);
+                let mut count = 0;
+                loop {
+                    if count >= *min {
+                        found.extend(current.iter().copied());
                     }
+                    if current.is_empty() || max.is_some_and(|max| count >= max) {
+                        return found;
+                    }
+                    let mut next = BTreeSet::new();
+                    for &p in &current {
+                        next.extend(self.node(node, p).into_iter().filter(|&q| q > p));
+                    }
+                    count += 1;
+                    if max.is_none() && count > *min {
+                        // Unbounded: a position found already leads nowhere new.
+                        next.retain(|q| !found.contains(q));
+                    }
+                    current = next;
                 }
-                found
             }
         }
     }
@@ -536,7 +604,19 @@ mod tests {
         assert_eq!(accepts(&strict, "WITH t AS (SELECT 1 AS x) SELECT x FROM t"), Ok(false), "the strict grammar takes no WITH");
         assert_eq!(accepts(&strict, "SELECT s.n FROM (SELECT count(*) AS n FROM movies) s"), Ok(false), "nor a derived table's names");
         assert_eq!(accepts(&strict, "SELECT title FROM (SELECT title FROM movies LIMIT 5) WHERE llm_filter('{title} is long')"), Ok(true));
+        // Bounded: a few select items, short literals, one line.
+        let items = |n: usize| format!("SELECT {} FROM movies", vec!["title"; n].join(", "));
+        assert_eq!(accepts(&strict, &items(6)), Ok(true));
+        assert_eq!(accepts(&strict, &items(7)), Ok(false));
+        assert_eq!(accepts(&strict, &format!("SELECT title FROM movies WHERE title = '{}'", "a".repeat(81))), Ok(false));
+        assert_eq!(accepts(&strict, "SELECT title\n  FROM movies"), Ok(false));
+        assert_eq!(accepts(&strict, "SELECT 1999, 2000"), Ok(false), "no FROM");
+        assert_eq!(accepts(&strict, "SELECT CAST(year AS The) FROM movies"), Ok(false), "not a type");
+        assert_eq!(accepts(&strict, "SELECT is.title FROM movies is"), Ok(false), "a keyword as an alias");
+        assert_eq!(accepts(&strict, "SELECT CAST(year AS VARCHAR), m.title FROM movies m"), Ok(true));
         let grammar = gbnf(&movies(), Scope::Full);
+        assert_eq!(accepts(&grammar, &items(7)), Ok(true));
+        assert_eq!(accepts(&grammar, "SELECT title\n  FROM movies"), Ok(true));
         for sql in [
             "SELECT review_score FROM reviews",
             "SELECT title FROM films",
@@ -558,5 +638,11 @@ mod tests {
         assert!(!accepts("root ::= \"a\" [b-c]* (\"d\" | \"e\")?", "abx").unwrap());
         assert!(accepts("root ::= [^'] \"\\\"\"", "x\"").unwrap());
         assert!(accepts("root ::= missing", "").is_err());
+        for (text, taken) in [("a", false), ("aa", true), ("aaa", true), ("aaaa", false)] {
+            assert_eq!(accepts("root ::= \"a\"{2,3}", text), Ok(taken), "{text}");
+        }
+        assert!(accepts("root ::= \"a\"{2} \"b\"{1,}", "aabbb").unwrap());
+        assert!(!accepts("root ::= \"a\"{2}", "aaa").unwrap());
+        assert!(accepts("root ::= \"a\"{2", "aa").is_err());
     }
 }
