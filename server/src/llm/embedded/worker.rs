@@ -98,13 +98,10 @@ impl Tokenizer {
     /// model write `text` (or a text it begins): each of its tokens in turn must
     /// survive the grammar's masking.
     pub fn grammar_allows(&self, grammar: &str, text: &str) -> Result<bool> {
-        use llama_cpp_2::token::{data::LlamaTokenData, data_array::LlamaTokenDataArray};
         let mut sampler = LlamaSampler::grammar(&self.model, grammar, "root")
             .map_err(|e| Error::internal(format!("llama.cpp cannot read the grammar: {e}")))?;
         for token in self.model.vocab().tokenize(text.as_bytes(), false, false) {
-            let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
-            sampler.apply(&mut single);
-            if single.data[0].logit() == f32::NEG_INFINITY {
+            if !allows(&mut sampler, token) {
                 return Ok(false);
             }
             sampler.accept(token);
@@ -518,16 +515,13 @@ impl Picker {
     /// of one) and the chain asked again. Greedy picks the same token either way.
     /// `None` when the grammar allows no token at all.
     fn pick(&mut self, ctx: &LlamaContext<'_>, batch_index: i32) -> Option<LlamaToken> {
-        use llama_cpp_2::token::{data::LlamaTokenData, data_array::LlamaTokenDataArray};
         let Some(grammar) = &mut self.grammar else {
             return Some(self.chain.sample(ctx, batch_index));
         };
         let mut candidates = ctx.token_data_array_ith(batch_index);
         candidates.apply_sampler(&mut self.chain);
         let first = candidates.selected_token()?;
-        let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(first, 0.0, 0.0)], false);
-        single.apply_sampler(grammar);
-        let token = if single.data[0].logit() != f32::NEG_INFINITY {
+        let token = if allows(grammar, first) {
             first
         } else {
             let mut candidates = ctx.token_data_array_ith(batch_index);
@@ -544,6 +538,15 @@ impl Picker {
         self.chain.accept(token);
         Some(token)
     }
+}
+
+/// Whether the grammar sampler, in its present state, lets the model write `token`
+/// next: llama.cpp's masking applied to that one token.
+fn allows(grammar: &mut LlamaSampler, token: LlamaToken) -> bool {
+    use llama_cpp_2::token::{data::LlamaTokenData, data_array::LlamaTokenDataArray};
+    let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+    single.apply_sampler(grammar);
+    single.data[0].logit() != f32::NEG_INFINITY
 }
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
