@@ -115,14 +115,16 @@ op-call ::= op-name ws "(" ws template (ws "," ws expr)* ws ")"
 template ::= "'" (template-text | "''" | "{" (qualifier ".")? column-raw "}")* "'"
 "#;
 
-/// The strict grammar's bounded forms of rules above: one line, a FROM clause, no
-/// list longer than a few items, no name or literal longer than a few dozen
+/// The strict grammar's bounded forms of rules above: one line, a FROM clause,
+/// select items without AND/OR chains or comparisons (conditions go in WHERE, CASE or
+/// FILTER), no list longer than a few items, no name or literal longer than a few dozen
 /// characters, one-letter aliases (`m`, `r1`), and the common types only. Every query
 /// it takes ends within a few hundred characters, so a small model that would go on
 /// (another column, another condition, more spaces) is held to a query it must end.
 const STRICT_RULES: &str = r#"query ::= select-body (sp set-op sp select-body)? order-by? limit?
 select-body ::= kw-select sp (kw-distinct sp)? select-list sp kw-from sp table-item join{0,3} where? group-by? having?
 select-list ::= select-item (ws "," ws select-item){0,5}
+select-item ::= "*" | qualifier "." "*" | sum-expr (sp kw-as sp ident)?
 group-by ::= sp kw-group sp kw-by sp (kw-all | group-item (ws "," ws group-item){0,3})
 order-by ::= sp kw-order sp kw-by sp order-item (ws "," ws order-item){0,2}
 limit ::= sp kw-limit sp [0-9]{1,6} (sp kw-offset sp [0-9]{1,6})?
@@ -611,6 +613,7 @@ mod tests {
         assert_eq!(accepts(&strict, &format!("SELECT title FROM movies WHERE title = '{}'", "a".repeat(81))), Ok(false));
         assert_eq!(accepts(&strict, "SELECT title\n  FROM movies"), Ok(false));
         assert_eq!(accepts(&strict, "SELECT 1999, 2000"), Ok(false), "no FROM");
+        assert_eq!(accepts(&strict, "SELECT 2005 and 2006 or 2007 FROM movies"), Ok(false), "a condition as a select item");
         assert_eq!(accepts(&strict, "SELECT CAST(year AS The) FROM movies"), Ok(false), "not a type");
         assert_eq!(accepts(&strict, "SELECT is.title FROM movies is"), Ok(false), "a keyword as an alias");
         assert_eq!(accepts(&strict, "SELECT CAST(year AS VARCHAR), m.title FROM movies m"), Ok(true));
