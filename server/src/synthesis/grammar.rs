@@ -98,9 +98,11 @@ and-expr ::= not-expr (sp kw-and sp not-expr)*
 not-expr ::= (kw-not sp)* predicate
 predicate ::= sum-expr predicate-tail?
 predicate-tail ::= ws cmp-op ws sum-expr | sp kw-is sp (kw-not sp)? (kw-null | kw-true | kw-false | kw-distinct sp kw-from sp sum-expr) | sp (kw-not sp)? (kw-like | kw-ilike) sp sum-expr | sp (kw-not sp)? kw-in ws "(" ws (query | expr-list) ws ")" | sp (kw-not sp)? kw-between sp sum-expr sp kw-and sp sum-expr
-sum-expr ::= term (ws ("+" | "-" | "||") ws term)*
+sum-expr ::= term (ws ("+" | "||") ws term | ws "-" (sp term | unsigned-term))*
 term ::= factor (ws ("*" | "/" | "//" | "%") ws factor)*
-factor ::= ("-" ws)? primary subscript* ("::" type)*
+unsigned-term ::= unsigned-factor (ws ("*" | "/" | "//" | "%") ws factor)*
+factor ::= ("-" ws)? unsigned-factor
+unsigned-factor ::= primary subscript* ("::" type)*
 subscript ::= "[" ws expr? (ws ":" ws expr?)? ws "]"
 primary ::= number | string | kw-null | kw-true | kw-false | "(" ws query ws ")" | "(" ws expr-list ws ")" | case | cast | extract | exists | list-literal | typed-literal | op-call | call | colref
 call ::= function ws "(" ws (kw-distinct sp)? ("*" | expr-list)? (sp kw-order sp kw-by sp order-item (ws "," ws order-item)*)? ws ")" (sp kw-filter ws "(" ws kw-where sp expr ws ")")? (sp kw-over ws "(" ws (kw-partition sp kw-by sp expr-list)? (ws kw-order sp kw-by sp order-item (ws "," ws order-item)*)? ws ")")?
@@ -132,9 +134,11 @@ expr-list ::= expr (ws "," ws expr){0,7}
 expr ::= and-expr (sp kw-or sp and-expr){0,3}
 and-expr ::= not-expr (sp kw-and sp not-expr){0,4}
 not-expr ::= (kw-not sp)? predicate
-sum-expr ::= term (ws ("+" | "-" | "||") ws term){0,3}
+sum-expr ::= term (ws ("+" | "||") ws term | ws "-" (sp term | unsigned-term)){0,3}
 term ::= factor (ws ("*" | "/" | "//" | "%") ws factor){0,3}
-factor ::= ("-" ws)? primary subscript? ("::" type)?
+unsigned-term ::= unsigned-factor (ws ("*" | "/" | "//" | "%") ws factor){0,3}
+factor ::= ("-" ws)? unsigned-factor
+unsigned-factor ::= primary subscript? ("::" type)?
 case ::= kw-case (sp expr)? (sp kw-when sp expr sp kw-then sp expr){1,4} (sp kw-else sp expr)? sp kw-end
 template ::= "'" (template-text | "''" | "{" (qualifier ".")? column-raw "}"){1,300} "'"
 number ::= [0-9]{1,12} ("." [0-9]{1,6})? | "." [0-9]{1,6}
@@ -204,11 +208,15 @@ pub enum Scope {
 
 /// The GBNF grammar of queries over `info`'s tables.
 pub fn gbnf(info: &DatasetInfo, scope: Scope) -> String {
-    let root = match scope {
-        // No whitespace after the query: the model ends it instead of padding it.
-        Scope::Strict => "root ::= query \";\"?\n",
-        Scope::Full => "root ::= (query | o-with-query | o-derived-query) \";\"?\n",
+    // The query alone, or in the ```sql block the examples in the prompt show
+    // (a model held to bare SQL when it would open a block writes worse SQL; the
+    // block's end is optional, so the text may end as soon as the query does). No
+    // whitespace after the query: the model ends it instead of padding it.
+    let statement = match scope {
+        Scope::Strict => "statement ::= query \";\"?\n",
+        Scope::Full => "statement ::= (query | o-with-query | o-derived-query) \";\"?\n",
     };
+    let root = format!("root ::= \"```sql\\n\" statement (\"\\n```\")? | statement\n{statement}");
     let mut text = match scope {
         Scope::Strict => format!("{root}{}{}{}", bounded(RULES), bounded(QUERY_RULES), open_copy()),
         Scope::Full => format!("{root}{RULES}{QUERY_RULES}{}", open_copy()),
@@ -617,9 +625,16 @@ mod tests {
         assert_eq!(accepts(&strict, "SELECT CAST(year AS The) FROM movies"), Ok(false), "not a type");
         assert_eq!(accepts(&strict, "SELECT is.title FROM movies is"), Ok(false), "a keyword as an alias");
         assert_eq!(accepts(&strict, "SELECT CAST(year AS VARCHAR), m.title FROM movies m"), Ok(true));
+        // The ```sql block of the prompt's examples, its end optional.
+        assert_eq!(accepts(&strict, "```sql\nSELECT title FROM movies\n```"), Ok(true));
+        assert_eq!(accepts(&strict, "```sql\nSELECT title FROM movies;"), Ok(true));
+        assert_eq!(accepts(&strict, "```sql\nSELECT title FROM movies\n```\nMore text"), Ok(false));
         let grammar = gbnf(&movies(), Scope::Full);
         assert_eq!(accepts(&grammar, &items(7)), Ok(true));
         assert_eq!(accepts(&grammar, "SELECT title\n  FROM movies"), Ok(true));
+        for minus in ["SELECT year - -1 FROM movies", "SELECT year-1, -year FROM movies"] {
+            assert_eq!((accepts(&grammar, minus), accepts(&strict, minus)), (Ok(true), Ok(true)), "{minus}");
+        }
         for sql in [
             "SELECT review_score FROM reviews",
             "SELECT title FROM films",
@@ -629,6 +644,8 @@ mod tests {
             "DELETE FROM movies",
             "SELECT 1; DROP TABLE movies",
             "SELECT * FROM read_csv('/etc/passwd')",
+            // `--` starts a comment: here it would hide the FROM clause.
+            "SELECT year --1 FROM movies",
         ] {
             assert_eq!(accepts(&grammar, sql), Ok(false), "{sql}");
             assert_eq!(accepts(&strict, sql), Ok(false), "{sql}");
