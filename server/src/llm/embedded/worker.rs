@@ -318,7 +318,10 @@ TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
                 chain.extend([LlamaSampler::top_k(40), LlamaSampler::temp(temperature), LlamaSampler::dist(seed)]);
             }
         }
-        let picker = Picker { chain: LlamaSampler::chain_simple(chain), grammar };
+        // A query's grammar winds down (see Picker::pick); the operators' short
+        // answers and lists are left to run to their end.
+        let wind_down = matches!(job.constraint, Some(Constraint::Grammar(_)));
+        let picker = Picker { chain: LlamaSampler::chain_simple(chain), grammar, wind_down: wind_down.then(|| self.model.vocab().eos()).filter(|eos| eos.0 >= 0) };
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let max_tokens = (job.max_tokens as usize).max(1);
         self.queue.push_back(Pending { prompt, picker, max_tokens, reply: job.reply });
@@ -473,7 +476,8 @@ TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
         let slot = &mut self.slots[index];
         let Some(active) = &mut slot.active else { return };
         // A grammar with no way on (not expected of a well-formed one) ends the text.
-        let token = active.picker.pick(&self.ctx, batch_index);
+        let past_half = active.generated * 2 >= active.max_tokens;
+        let token = active.picker.pick(&self.ctx, batch_index, past_half);
         let done = token.is_none_or(|token| vocab.is_eog(token));
         let token = token.unwrap_or(LlamaToken(0));
         if !done {
@@ -505,6 +509,9 @@ TAG_LLM_CONTEXT_SIZE, or lower llm.slots)",
 struct Picker {
     chain: LlamaSampler,
     grammar: Option<LlamaSampler>,
+    /// The end-of-text token, when past half its budget the text ends wherever
+    /// its grammar lets it end.
+    wind_down: Option<LlamaToken>,
 }
 
 impl Picker {
@@ -513,11 +520,18 @@ impl Picker {
     /// the whole vocabulary, and only when the grammar refuses that token is the
     /// vocabulary masked (about 49,000 tokens checked against the grammar, instead
     /// of one) and the chain asked again. Greedy picks the same token either way.
-    /// `None` when the grammar allows no token at all.
-    fn pick(&mut self, ctx: &LlamaContext<'_>, batch_index: i32) -> Option<LlamaToken> {
+    /// `None` (the text ends) when the grammar allows no token at all, or, past
+    /// half the budget (`past_half`) of a request that winds down, as soon as the
+    /// grammar lets the text end: a small model that would fill every list of a
+    /// query to its bound ends with a complete query, not one cut off mid-clause
+    /// at the budget's end.
+    fn pick(&mut self, ctx: &LlamaContext<'_>, batch_index: i32, past_half: bool) -> Option<LlamaToken> {
         let Some(grammar) = &mut self.grammar else {
             return Some(self.chain.sample(ctx, batch_index));
         };
+        if self.wind_down.is_some_and(|eos| past_half && allows(grammar, eos)) {
+            return None;
+        }
         let mut candidates = ctx.token_data_array_ith(batch_index);
         candidates.apply_sampler(&mut self.chain);
         let first = candidates.selected_token()?;
