@@ -2,12 +2,14 @@
 //! chromedriver, against the real `tag-server` binary (serving the Trunk-built
 //! bundle) and the scripted LLM on loopback. It asks a question, waits for the
 //! streamed answer, checks the answer, SQL, table, chart and statistics, edits and
-//! re-runs the SQL, gives feedback that the server stores, opens the schema panel,
+//! re-runs the SQL, gives feedback that the server stores, saves the answer as a
+//! verified example, opens the schema panel,
 //! recovers from an LLM failure with Retry, stops a slow question, recalls the last
 //! question with the Up key, folds the panel at phone width, and reopens, renames
 //! and deletes the saved conversation. A second test, with tokens required, signs
 //! in (after a wrong token), confirms or cancels a costly query's estimate, signs
-//! out, and opens an admin's audit view. Screenshots of the answered page, the
+//! out, and opens an admin's audit view. A third, with the built-in default model,
+//! sees the page say once that the model is tiny. Screenshots of the answered page, the
 //! confirmation and the audit view are saved under the test output folder.
 //!
 //! Needs `chromium`, `chromedriver` and the built bundle (`.ci/web`); without them
@@ -18,6 +20,7 @@ use std::{path::PathBuf, time::Duration};
 use serde_json::Value;
 use tag_tests::{
     harness::{crate_dir, create_token, ServerProcess},
+    model::default_model,
     scripted_llm::{Fault, ScriptedLlm},
     webdriver::{which, Browser, ChromeDriver, ENTER},
 };
@@ -152,6 +155,17 @@ async fn drive(browser: &Browser, server: &ServerProcess, llm: &ScriptedLlm) -> 
     assert_eq!(stored[0]["comment"], "right film");
     assert_eq!(stored[0]["question"], NOLAN_QUESTION);
 
+    // "Save as example": the question and its SQL become a verified example of the
+    // dataset (approved at once: there is no access control here).
+    let save = browser.wait_for(".feedback .save-example", WAIT).await?;
+    browser.click(&save).await?;
+    browser.wait_for_text(".feedback-status", WAIT, |t| t.starts_with("Saved as an example:")).await?;
+    let examples: Value = http.get(server.url("/v1/datasets/movies/examples")).send().await?.json().await?;
+    let saved = &examples["saved"];
+    assert_eq!(saved.as_array().map(Vec::len), Some(1), "{examples}");
+    assert_eq!((saved[0]["question"].as_str(), saved[0]["sql"].as_str()), (Some(NOLAN_QUESTION), Some(NOLAN_SQL)));
+    assert_eq!(saved[0]["status"], "approved");
+
     // Edit the SQL and run it: a new table, with a chart of films per year.
     let actions = browser.find_all(".sql-panel .actions button").await?;
     assert_eq!(browser.text(&actions[1]).await?, "Edit");
@@ -268,6 +282,47 @@ async fn the_page_signs_in_confirms_costly_queries_and_shows_the_audit() {
     }
     let _ = browser.quit().await;
     result.unwrap();
+}
+
+/// With the built-in default model the page says, once, that the model is tiny and
+/// how to point the server at a real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_once_that_the_default_model_is_tiny() {
+    let Some((chromium, driver_binary, web)) = required() else { return };
+    let Some(model) = default_model().await else { return };
+    let data = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("TAG_LLM_BACKEND", "auto".to_string()),
+        ("TAG_LLM_MODEL_DIR", model.parent().unwrap().display().to_string()),
+        ("TAG_WEB_DIR", web.display().to_string()),
+    ];
+    let server = ServerProcess::start(data.path(), &env, &[]);
+    let driver = ChromeDriver::start(&driver_binary).await.unwrap();
+    let browser = Browser::start(&driver, &chromium, 1280, 1000).await.unwrap();
+    let result = drive_notice(&browser, &server).await;
+    if result.is_err() {
+        let _ = browser.screenshot(&output_dir().join("notice-failure.png")).await;
+    }
+    let _ = browser.quit().await;
+    result.unwrap();
+}
+
+async fn drive_notice(browser: &Browser, server: &ServerProcess) -> anyhow::Result<()> {
+    browser.goto(&server.url("/")).await?;
+    let notice = browser.wait_for_text(".banner.notice", WAIT, |t| t.contains("SmolLM2-135M")).await?;
+    for named in ["TAG_LLM_BASE_URL", "TAG_LLM_MODEL_PATH", "shown once"] {
+        assert!(notice.contains(named), "the notice says how to use a real model: {notice}");
+    }
+    browser.wait_for_text(".topbar", WAIT, |t| t.contains("SmolLM2-135M-Instruct")).await?;
+    let dismiss = browser.wait_for(".banner.notice button", WAIT).await?;
+    browser.click(&dismiss).await?;
+    browser.wait_for(".welcome", WAIT).await?;
+    assert!(browser.find_all(".banner.notice").await?.is_empty(), "Dismiss hides the notice");
+    // This browser was told: a reload does not show it again.
+    browser.goto(&server.url("/")).await?;
+    browser.wait_for_text(".welcome h2", WAIT, |t| t == "Ask about movies").await?;
+    assert!(browser.find_all(".banner.notice").await?.is_empty(), "the notice is shown once");
+    Ok(())
 }
 
 async fn sign_in(browser: &Browser, secret: &str) -> anyhow::Result<()> {
