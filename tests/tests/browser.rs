@@ -15,7 +15,10 @@
 //! Needs `chromium`, `chromedriver` and the built bundle (`.ci/web`); without them
 //! the test is skipped, unless `TAG_REQUIRE_BROWSER` is set (as `.ci/run` does).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde_json::Value;
 use tag_tests::{
@@ -86,11 +89,17 @@ async fn chat_page_answers_in_a_real_browser() {
         ("TAG_WEB_DIR", web.display().to_string()),
     ];
     let server = ServerProcess::start(data.path(), &env, &[]);
-    let driver = ChromeDriver::start(&driver_binary).await.unwrap();
-    let browser = Browser::start(&driver, &chromium, 1280, 1000).await.unwrap();
-    let result = drive(&browser, &server, &llm).await;
+    in_browser(&chromium, &driver_binary, "chat-page-failure.png", async |browser| drive(browser, &server, &llm).await).await;
+}
+
+/// Starts Chromium (1280×1000) through chromedriver and runs `drive` in it; when
+/// `drive` fails, a screenshot named `failure` is saved under the output folder.
+async fn in_browser(chromium: &Path, driver_binary: &Path, failure: &str, drive: impl AsyncFnOnce(&Browser) -> anyhow::Result<()>) {
+    let driver = ChromeDriver::start(driver_binary).await.unwrap();
+    let browser = Browser::start(&driver, chromium, 1280, 1000).await.unwrap();
+    let result = drive(&browser).await;
     if result.is_err() {
-        let _ = browser.screenshot(&output_dir().join("chat-page-failure.png")).await;
+        let _ = browser.screenshot(&output_dir().join(failure)).await;
     }
     let _ = browser.quit().await;
     result.unwrap();
@@ -273,15 +282,8 @@ async fn the_page_signs_in_confirms_costly_queries_and_shows_the_audit() {
         ("TAG_CACHE_ENABLED", "false".to_string()),
     ];
     let server = ServerProcess::start(data.path(), &env, &[]);
-    let driver = ChromeDriver::start(&driver_binary).await.unwrap();
-    let browser = Browser::start(&driver, &chromium, 1280, 1000).await.unwrap();
     let secrets = (ann["secret"].as_str().unwrap().to_string(), admin["secret"].as_str().unwrap().to_string());
-    let result = drive_access(&browser, &server, &llm, &secrets).await;
-    if result.is_err() {
-        let _ = browser.screenshot(&output_dir().join("access-failure.png")).await;
-    }
-    let _ = browser.quit().await;
-    result.unwrap();
+    in_browser(&chromium, &driver_binary, "access-failure.png", async |browser| drive_access(browser, &server, &llm, &secrets).await).await;
 }
 
 /// With the built-in default model the page says, once, that the model is tiny and
@@ -297,14 +299,7 @@ async fn the_page_says_once_that_the_default_model_is_tiny() {
         ("TAG_WEB_DIR", web.display().to_string()),
     ];
     let server = ServerProcess::start(data.path(), &env, &[]);
-    let driver = ChromeDriver::start(&driver_binary).await.unwrap();
-    let browser = Browser::start(&driver, &chromium, 1280, 1000).await.unwrap();
-    let result = drive_notice(&browser, &server).await;
-    if result.is_err() {
-        let _ = browser.screenshot(&output_dir().join("notice-failure.png")).await;
-    }
-    let _ = browser.quit().await;
-    result.unwrap();
+    in_browser(&chromium, &driver_binary, "notice-failure.png", async |browser| drive_notice(browser, &server).await).await;
 }
 
 async fn drive_notice(browser: &Browser, server: &ServerProcess) -> anyhow::Result<()> {
